@@ -1,0 +1,229 @@
+"""The datastore seam: a small key-value interface with etcd's revision semantics.
+
+Every write is conditional: `txn` compares each key's mod revision (0 = must be
+absent) and applies all puts and deletes atomically, or nothing. A lost race is a
+return value (False), never an exception; an unreachable etcd is CniError 11.
+
+`EtcdDatastore` is the only user of the etcd3 client (imported lazily, so a CNI
+VERSION call never pays for it); `MemoryDatastore` keeps revisions exactly like
+etcd for fast unit tests, and the contract tests run on both.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from typing import Iterable, Mapping, Sequence
+from urllib.parse import urlsplit
+
+from .errors import INVALID_NETWORK_CONFIG, TRY_AGAIN_LATER, CniError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ENDPOINT = "http://127.0.0.1:2379"
+
+
+@dataclass(frozen=True)
+class KeyValue:
+    key: str
+    value: str
+    mod_revision: int
+    create_revision: int
+
+
+class Datastore:
+    """The interface; subclasses implement get, list, txn and close."""
+
+    def get(self, key: str) -> KeyValue | None:
+        raise NotImplementedError
+
+    def list(self, prefix: str) -> list[KeyValue]:
+        """All keys under `prefix`, sorted by key."""
+        raise NotImplementedError
+
+    def txn(self, expect: Mapping[str, int], put: Mapping[str, str] | None = None,
+            delete: Iterable[str] = ()) -> bool:
+        """If every key in `expect` has that mod revision (0: absent), apply the writes; True if applied."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    # Conveniences, all expressed as one conditional transaction.
+    def create(self, key: str, value: str) -> bool:
+        return self.txn({key: 0}, {key: value})
+
+    def update(self, key: str, value: str, revision: int) -> bool:
+        return self.txn({key: revision}, {key: value})
+
+    def delete(self, key: str, revision: int) -> bool:
+        return self.txn({key: revision}, delete=[key])
+
+    def __enter__(self) -> Datastore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class MemoryDatastore(Datastore):
+    """In-process store with etcd's revision rules: one global counter bumped per write transaction."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._data: dict[str, KeyValue] = {}
+        self.revision = 1  # etcd starts at 1 with an empty store
+
+    def get(self, key: str) -> KeyValue | None:
+        with self._lock:
+            return self._data.get(key)
+
+    def list(self, prefix: str) -> list[KeyValue]:
+        with self._lock:
+            return [kv for key, kv in sorted(self._data.items()) if key.startswith(prefix)]
+
+    def txn(self, expect: Mapping[str, int], put: Mapping[str, str] | None = None,
+            delete: Iterable[str] = ()) -> bool:
+        put = put or {}
+        delete = list(delete)
+        with self._lock:
+            for key, revision in expect.items():
+                current = self._data.get(key)
+                if (current.mod_revision if current else 0) != revision:
+                    return False
+            if not put and not any(k in self._data for k in delete):
+                return True  # etcd does not bump the revision for a no-op
+            self.revision += 1
+            for key, value in put.items():
+                old = self._data.get(key)
+                self._data[key] = KeyValue(key, value, self.revision, old.create_revision if old else self.revision)
+            for key in delete:
+                self._data.pop(key, None)
+            return True
+
+
+@dataclass(frozen=True)
+class EtcdEndpoint:
+    host: str
+    port: int
+    secure: bool
+
+
+def parse_endpoints(endpoints: str) -> list[EtcdEndpoint]:
+    """`http://127.0.0.1:2379,https://h:2379` -> endpoints; a bad entry is an invalid config (7)."""
+    out = []
+    for raw in (e.strip() for e in endpoints.split(",")):
+        if not raw:
+            continue
+        parts = urlsplit(raw if "://" in raw else f"http://{raw}")
+        try:
+            port = parts.port or 2379
+        except ValueError as exc:
+            raise CniError(INVALID_NETWORK_CONFIG, f"invalid etcd endpoint {raw!r}: {exc}") from exc
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise CniError(INVALID_NETWORK_CONFIG, f"invalid etcd endpoint {raw!r}", "expected http(s)://host:port")
+        out.append(EtcdEndpoint(parts.hostname, port, parts.scheme == "https"))
+    if not out:
+        raise CniError(INVALID_NETWORK_CONFIG, "no etcd endpoint configured", "set etcd_endpoints")
+    return out
+
+
+def _prepare_protobuf() -> None:
+    # etcd3 0.12's generated protobuf modules predate protobuf 4's descriptor rules. We pin
+    # protobuf < 4 in pyproject.toml (the C++/upb backends of 4.x refuse these modules);
+    # the pure-Python backend is what 3.20 uses on Python 3.11 anyway, so say so explicitly.
+    os.environ.setdefault("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION", "python")
+
+
+class EtcdDatastore(Datastore):
+    """etcd v3 over gRPC; fails over between endpoints; every failure to reach etcd is code 11."""
+
+    def __init__(self, endpoints: str = DEFAULT_ENDPOINT, *, key_file: str | None = None,
+                 cert_file: str | None = None, ca_file: str | None = None, timeout: float = 5.0) -> None:
+        _prepare_protobuf()
+        import etcd3  # the only import of the etcd client in the project
+
+        self._etcd3 = etcd3
+        self._endpoints = parse_endpoints(endpoints)
+        self._tls = (key_file, cert_file, ca_file)
+        self._timeout = timeout
+        for path in self._tls:
+            if path and not os.path.isfile(path):
+                raise CniError(INVALID_NETWORK_CONFIG, f"etcd TLS file {path} does not exist")
+        self._current = 0
+        self._client = self._connect(self._endpoints[0])
+
+    def _connect(self, endpoint: EtcdEndpoint):  # type: ignore[no-untyped-def]
+        key_file, cert_file, ca_file = self._tls
+        secure = endpoint.secure or ca_file is not None
+        return self._etcd3.client(
+            host=endpoint.host, port=endpoint.port, timeout=self._timeout,
+            ca_cert=ca_file if secure else None,
+            cert_key=key_file if secure else None, cert_cert=cert_file if secure else None,
+        )
+
+    def _call(self, operation, *args, **kwargs):  # type: ignore[no-untyped-def]
+        """Run `operation(client, ...)`, moving to the next endpoint when one is unreachable."""
+        errors = []
+        for _ in range(len(self._endpoints)):
+            try:
+                return operation(self._client, *args, **kwargs)
+            except self._etcd3.exceptions.ConnectionFailedError as exc:
+                errors.append(f"{self._describe()}: {exc}")
+            except self._etcd3.exceptions.ConnectionTimeoutError as exc:
+                errors.append(f"{self._describe()}: {exc}")
+            except Exception as exc:  # grpc errors that etcd3 does not translate
+                if type(exc).__module__.startswith("grpc"):
+                    errors.append(f"{self._describe()}: {exc}")
+                else:
+                    raise
+            self._client.close()
+            self._current = (self._current + 1) % len(self._endpoints)
+            self._client = self._connect(self._endpoints[self._current])
+        raise CniError(TRY_AGAIN_LATER, "etcd is unreachable: " + "; ".join(errors),
+                       "check etcd_endpoints and that etcd is running")
+
+    def _describe(self) -> str:
+        ep = self._endpoints[self._current]
+        return f"{'https' if ep.secure else 'http'}://{ep.host}:{ep.port}"
+
+    @staticmethod
+    def _kv(meta, value: bytes) -> KeyValue:  # type: ignore[no-untyped-def]
+        return KeyValue(meta.key.decode(), value.decode(), meta.mod_revision, meta.create_revision)
+
+    def get(self, key: str) -> KeyValue | None:
+        value, meta = self._call(lambda c: c.get(key))
+        return None if meta is None else self._kv(meta, value)
+
+    def list(self, prefix: str) -> list[KeyValue]:
+        rows = self._call(lambda c: list(c.get_prefix(prefix, sort_order="ascend", sort_target="key")))
+        return [self._kv(meta, value) for value, meta in rows]
+
+    def txn(self, expect: Mapping[str, int], put: Mapping[str, str] | None = None,
+            delete: Iterable[str] = ()) -> bool:
+        def attempt(client):  # type: ignore[no-untyped-def]
+            t = client.transactions
+            compare = [t.mod(key) == revision for key, revision in expect.items()]
+            ops: Sequence[object] = [t.put(k, v) for k, v in (put or {}).items()]
+            ops = list(ops) + [self._etcd3.transactions.Delete(k) for k in delete]
+            succeeded, _ = client.transaction(compare=compare, success=ops, failure=[])
+            return bool(succeeded)
+
+        return self._call(attempt)
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def open_datastore(endpoints: str | None, *, key_file: str | None = None, cert_file: str | None = None,
+                   ca_file: str | None = None, env: Mapping[str, str] | None = None) -> EtcdDatastore:
+    """The datastore a configuration names; `ETCD_*` environment variables fill what it leaves out."""
+    env = env or {}
+    return EtcdDatastore(
+        endpoints or env.get("ETCD_ENDPOINTS") or DEFAULT_ENDPOINT,
+        key_file=key_file or env.get("ETCD_KEY_FILE") or None,
+        cert_file=cert_file or env.get("ETCD_CERT_FILE") or None,
+        ca_file=ca_file or env.get("ETCD_CA_CERT_FILE") or None,
+    )

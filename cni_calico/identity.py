@@ -1,0 +1,53 @@
+"""Who is asking: the node name and the workload identity carried in CNI_ARGS."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Mapping
+
+
+def determine_nodename(nodename: str | None, nodename_file: str) -> str:
+    """Config first, then the file calico-node writes, then the hostname (Calico's order)."""
+    if nodename:
+        return nodename
+    try:
+        with open(nodename_file, encoding="utf-8") as f:
+            name = f.read().strip()
+        if name:
+            return name
+    except OSError:
+        pass
+    return socket.gethostname().split(".")[0].lower()
+
+
+@dataclass(frozen=True)
+class Workload:
+    """The workload an attachment belongs to: a Kubernetes pod, or a plain container (orchestrator cni)."""
+
+    container_id: str
+    namespace: str = ""
+    pod: str = ""
+
+    @classmethod
+    def from_cni_args(cls, container_id: str, args: Mapping[str, str]) -> Workload:
+        namespace, pod = args.get("K8S_POD_NAMESPACE", ""), args.get("K8S_POD_NAME", "")
+        if namespace and pod:
+            return cls(container_id, namespace, pod)
+        return cls(container_id)
+
+    @property
+    def orchestrator(self) -> str:
+        return "k8s" if self.pod else "cni"
+
+    def allocation_attributes(self, node: str) -> dict[str, str]:
+        attrs = {"node": node}
+        if self.pod:
+            attrs.update(namespace=self.namespace, pod=self.pod)
+        attrs["timestamp"] = datetime.now(timezone.utc).isoformat()
+        return attrs
+
+
+def handle_id(network: str, container_id: str) -> str:
+    return f"{network}.{container_id}"

@@ -1,0 +1,169 @@
+"""calico-ipam: the CNI IPAM plugin (ADD, DEL, CHECK, STATUS, GC) over IpamClient.
+
+Handle ID `<network name>.<CNI_CONTAINERID>`. The result is the IPAM short form with each
+address carrying its block's prefix (10.100.151.193/26), or /32 for a requested IP.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Mapping
+
+import netaddr
+
+from . import logs
+from .cni_types import IPConfig, NetConf, Result, parse_netconf
+from .datastore import Datastore, open_datastore
+from .errors import (
+    CHECK_FAILED,
+    INVALID_ENVIRONMENT,
+    INVALID_NETWORK_CONFIG,
+    NO_ADDRESS_FOR_HANDLE,
+    NOT_AVAILABLE,
+    CniError,
+)
+from .hostlock import host_lock
+from .identity import Workload, determine_nodename, handle_id
+from .ipam_client import IpamClient, Request
+from .skel import CmdArgs
+
+log = logging.getLogger(__name__)
+
+DatastoreFactory = Callable[[NetConf, Mapping[str, str]], Datastore]
+VALID_ATTACHMENTS = "cni.dev/valid-attachments"
+
+
+def datastore_from_conf(conf: NetConf, env: Mapping[str, str]) -> Datastore:
+    return open_datastore(conf.etcd_endpoints, key_file=conf.etcd_key_file, cert_file=conf.etcd_cert_file,
+                          ca_file=conf.etcd_ca_cert_file, env=env)
+
+
+def requested_addresses(args: Mapping[str, str]) -> list[netaddr.IPAddress]:
+    """`IP=10.0.0.5` (or `IP=10.0.0.5,fd00::5`) from CNI_ARGS."""
+    raw = args.get("IP", "").strip()
+    if not raw:
+        return []
+    out = []
+    for text in raw.split(","):
+        try:
+            out.append(netaddr.IPAddress(text.strip()))
+        except (netaddr.AddrFormatError, ValueError):
+            raise CniError(INVALID_ENVIRONMENT, f"CNI_ARGS IP={text!r} is not an IP address") from None
+    return out
+
+
+class IpamPlugin:
+    """The calico-ipam handlers; the datastore factory is a seam for the warm server and tests."""
+
+    def __init__(self, datastore_factory: DatastoreFactory = datastore_from_conf) -> None:
+        self.datastore_factory = datastore_factory
+
+    @contextmanager
+    def _session(self, args: CmdArgs) -> Iterator[tuple[NetConf, IpamClient]]:
+        conf = parse_netconf(args.config)
+        logs.configure(conf.log_level, conf.log_file_path)
+        node = determine_nodename(conf.nodename, conf.nodename_file)
+        with self.datastore_factory(conf, args.env) as datastore:
+            yield conf, IpamClient(datastore, node)
+
+    # ------------------------------------------------------------ ADD
+
+    def add(self, args: CmdArgs) -> dict[str, Any]:
+        with self._session(args) as (conf, client):
+            return assign(conf, client, args).encode(conf.cniVersion)
+
+    # ------------------------------------------------------------ DEL
+
+    def delete(self, args: CmdArgs) -> None:
+        with self._session(args) as (conf, client), host_lock(conf.ipam_lock_file):
+            freed = client.release_handle(handle_id(conf.name, args.container_id))
+            log.info("released %d address(es) of %s", freed, handle_id(conf.name, args.container_id))
+
+    # ------------------------------------------------------------ CHECK
+
+    def check(self, args: CmdArgs) -> None:
+        with self._session(args) as (conf, client):
+            check(conf, client, args.container_id)
+
+    # ------------------------------------------------------------ STATUS
+
+    def status(self, args: CmdArgs) -> None:
+        try:
+            with self._session(args) as (conf, client):
+                for version, wanted, pools in ((4, conf.ipam.wants_ipv4(), conf.ipam.ipv4_pools),
+                                               (6, conf.ipam.wants_ipv6(), conf.ipam.ipv6_pools)):
+                    if wanted and not client.can_assign(version, pools):
+                        raise CniError(NOT_AVAILABLE, f"no free IPv{version} address for node {client.node!r}",
+                                       "every usable pool is full")
+        except CniError as err:
+            if err.code in (NOT_AVAILABLE, INVALID_NETWORK_CONFIG):
+                raise
+            raise CniError(NOT_AVAILABLE, f"cannot serve ADD: {err.msg}", err.details) from err
+
+    # ------------------------------------------------------------ GC
+
+    def gc(self, args: CmdArgs) -> None:
+        with self._session(args) as (conf, client), host_lock(conf.ipam_lock_file):
+            for handle in sorted(stale_handles(conf, client, args.config.get(VALID_ATTACHMENTS))):
+                log.info("GC: releasing %s", handle)
+                client.release_handle(handle)
+
+
+def assign(conf: NetConf, client: IpamClient, args: CmdArgs) -> Result:
+    """Addresses for one attachment; a repeated ADD returns what the handle already holds."""
+    handle = handle_id(conf.name, args.container_id)
+    workload = Workload.from_cni_args(args.container_id, args.args)
+    wanted = requested_addresses(args.args)
+    if not wanted and not conf.ipam.wants_ipv4() and not conf.ipam.wants_ipv6():
+        raise CniError(INVALID_NETWORK_CONFIG, "ipam: assign_ipv4 and assign_ipv6 are both false")
+    with host_lock(conf.ipam_lock_file):
+        held = client.addresses_of(handle)
+        if held:
+            log.info("handle %s already holds %s; returning them", handle, held)
+            return _result(held)
+        attrs = workload.allocation_attributes(client.node)
+        if wanted:
+            assigned = []
+            try:
+                for address in wanted:
+                    assigned.append(client.assign_address(handle, attrs, address))
+            except BaseException:
+                client.release_handle(handle)
+                raise
+        else:
+            assigned = client.auto_assign(Request(
+                handle_id=handle, attrs=attrs,
+                num_v4=1 if conf.ipam.wants_ipv4() else 0, num_v6=1 if conf.ipam.wants_ipv6() else 0,
+                pools_v4=conf.ipam.ipv4_pools, pools_v6=conf.ipam.ipv6_pools))
+    log.info("assigned %s to %s", assigned, handle)
+    return _result(assigned)
+
+
+def check(conf: NetConf, client: IpamClient, container_id: str) -> list[netaddr.IPNetwork]:
+    """The handle must hold addresses, and every address of prevResult must be among them."""
+    handle = handle_id(conf.name, container_id)
+    held = client.addresses_of(handle)
+    if not held:
+        raise CniError(NO_ADDRESS_FOR_HANDLE, f"no address is assigned to {handle}",
+                       "the allocation was released or never made; re-create the container")
+    if conf.prevResult:
+        held_ips = {n.ip for n in held}
+        for ip in Result.decode(conf.prevResult).ips:
+            if netaddr.IPNetwork(ip.address).ip not in held_ips:
+                raise CniError(CHECK_FAILED, f"{ip.address} from prevResult is not assigned to {handle}",
+                               f"the handle holds {', '.join(map(str, held))}")
+    return held
+
+
+def stale_handles(conf: NetConf, client: IpamClient, valid: Any) -> set[str]:
+    if valid is None:
+        valid = []
+    if not isinstance(valid, list) or not all(isinstance(a, dict) and a.get("containerID") for a in valid):
+        raise CniError(INVALID_NETWORK_CONFIG, f"{VALID_ATTACHMENTS} must be a list of {{containerID, ifname}}")
+    keep = {handle_id(conf.name, a["containerID"]) for a in valid}
+    return client.handles_on_node(prefix=f"{conf.name}.") - keep
+
+
+def _result(addresses: list[netaddr.IPNetwork]) -> Result:
+    return Result(ips=[IPConfig(address=str(a)) for a in addresses])

@@ -1,0 +1,348 @@
+"""IPAM on the datastore: blocks with node affinity, handles, and every write a compare-and-swap.
+
+The pure parts live in block.py (one block) and pools.py (which pools, which block next);
+this module reads, decides with them, and writes with `Datastore.txn`, retrying only when
+a write lost a race. A block and its handle are written in one transaction, so an
+allocation never exists without its handle record (nor the reverse).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterable, Sequence, TypeVar
+
+import netaddr
+
+from . import keys, pools
+from .block import AddressInUse, AllocationBlock
+from .datastore import Datastore, KeyValue
+from .errors import ADDRESS_TAKEN, POOL_EXHAUSTED, TRY_AGAIN_LATER, CniError
+from .resources import IPAMConfig, IPPool, Node
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+_CONFLICT = object()  # a write lost a race: read again and retry
+MAX_ATTEMPTS = 100
+
+PENDING = json.dumps({"state": "pending", "deleted": False})
+CONFIRMED = json.dumps({"state": "confirmed", "deleted": False})
+
+
+@dataclass(frozen=True)
+class Request:
+    """One auto-assignment: how many addresses of each family, from which pools."""
+
+    handle_id: str
+    attrs: dict[str, str]
+    num_v4: int = 1
+    num_v6: int = 0
+    pools_v4: Sequence[str] = ()
+    pools_v6: Sequence[str] = ()
+
+
+def _handle_json(handle_id: str, blocks: dict[str, int]) -> str:
+    return json.dumps({"handleID": handle_id, "block": blocks, "deleted": False})
+
+
+def _handle_blocks(kv: KeyValue | None) -> dict[str, int]:
+    return dict(json.loads(kv.value).get("block") or {}) if kv else {}
+
+
+class IpamClient:
+    def __init__(self, datastore: Datastore, node: str, *, max_attempts: int = MAX_ATTEMPTS) -> None:
+        self.ds = datastore
+        self.node = node
+        self.max_attempts = max_attempts
+
+    # ------------------------------------------------------------ reads
+
+    def config(self) -> IPAMConfig:
+        kv = self.ds.get(keys.IPAM_CONFIG)
+        return IPAMConfig.model_validate_json(kv.value) if kv else IPAMConfig()
+
+    def pools(self) -> list[IPPool]:
+        return [IPPool.model_validate_json(kv.value) for kv in self.ds.list(keys.resource_prefix("ippools"))]
+
+    def node_labels(self, all_pools: Iterable[IPPool]) -> dict[str, str]:
+        # Only a real selector needs the Node resource: skip the round trip otherwise.
+        if all(p.spec.nodeSelector.strip() in ("", "all()") for p in all_pools):
+            return {}
+        kv = self.ds.get(keys.resource("nodes", self.node))
+        return Node.model_validate_json(kv.value).metadata.labels if kv else {}
+
+    def block(self, cidr: netaddr.IPNetwork) -> tuple[AllocationBlock, int] | None:
+        kv = self.ds.get(keys.block(cidr))
+        return (AllocationBlock.from_json(kv.value), kv.mod_revision) if kv else None
+
+    def addresses_of(self, handle_id: str) -> list[netaddr.IPNetwork]:
+        """The addresses a handle holds, each with its block's prefix length."""
+        out = []
+        for cidr in _handle_blocks(self.ds.get(keys.handle(handle_id))):
+            found = self.block(netaddr.IPNetwork(cidr))
+            if found:
+                block = found[0]
+                out += [netaddr.IPNetwork(f"{ip}/{block.network.prefixlen}") for ip in block.addresses_of(handle_id)]
+        return sorted(out, key=lambda n: (n.version, n.first))
+
+    # ------------------------------------------------------------ assignment
+
+    def auto_assign(self, request: Request) -> list[netaddr.IPNetwork]:
+        """Assign every address asked for, or none: a partial result is released before raising."""
+        try:
+            got = []
+            if request.num_v4:
+                got += self._assign_family(request, 4, request.num_v4, request.pools_v4)
+            if request.num_v6:
+                got += self._assign_family(request, 6, request.num_v6, request.pools_v6)
+            return got
+        except BaseException:
+            self._release_quietly(request.handle_id)
+            raise
+
+    def _assign_family(self, request: Request, version: int, count: int,
+                       requested: Sequence[str]) -> list[netaddr.IPNetwork]:
+        all_pools = self.pools()
+        usable = pools.usable_pools(all_pools, version, self.node, self.node_labels(all_pools), requested)
+        config = self.config()
+        got: list[netaddr.IPNetwork] = []
+
+        affine = self._affine_blocks(version, usable)
+        for cidr in affine:  # 1. this node's own blocks
+            got += self._assign_from_block(cidr, request, count - len(got), own_only=True)
+            if len(got) == count:
+                return got
+        while config.auto_allocate_blocks and len(got) < count:  # 2. claim a new block
+            if config.max_blocks_per_host and len(affine) >= config.max_blocks_per_host:
+                log.info("node %s holds %d blocks, the limit", self.node, len(affine))
+                break
+            cidr = self._claim_free_block(usable)
+            if cidr is None:
+                break
+            affine.append(cidr)
+            got += self._assign_from_block(cidr, request, count - len(got), own_only=True)
+        if len(got) < count and not config.strict_affinity:  # 3. borrow from other nodes' blocks
+            for cidr in self._borrowable_blocks(version, usable):
+                got += self._assign_from_block(cidr, request, count - len(got), own_only=False)
+                if len(got) == count:
+                    break
+        if len(got) < count:
+            names = ", ".join(f"{p.name} ({p.network})" for p in usable)
+            raise CniError(POOL_EXHAUSTED, f"no free IPv{version} address for node {self.node!r} in {names}",
+                           "add a pool, release unused addresses (calicoctl ipam check), or raise maxBlocksPerHost"
+                           if not config.strict_affinity else "strict affinity forbids borrowing; add a pool")
+        return got
+
+    def _assign_from_block(self, cidr: netaddr.IPNetwork, request: Request, count: int,
+                           own_only: bool) -> list[netaddr.IPNetwork]:
+        def attempt() -> object:
+            found = self.block(cidr)
+            if not found:
+                return []
+            block, revision = found
+            if own_only and block.host != self.node:
+                return []
+            new_block, taken = block.assign(count, request.handle_id, request.attrs)
+            if not taken:
+                return []
+            if not self._write_block_and_handle(cidr, new_block, revision, request.handle_id, len(taken)):
+                return _CONFLICT
+            return [netaddr.IPNetwork(f"{ip}/{cidr.prefixlen}") for ip in taken]
+
+        return self._retry(attempt, f"assigning from block {cidr}")  # type: ignore[return-value]
+
+    def assign_address(self, handle_id: str, attrs: dict[str, str], address: netaddr.IPAddress) -> netaddr.IPNetwork:
+        """Assign one given address (CNI_ARGS IP=...); its block is claimed for this node if new."""
+        enabled = [p for p in self.pools() if not p.spec.disabled and p.network.version == address.version]
+        pool = pools.pool_containing(enabled, address)
+        cidr = pools.block_containing(pool, address)
+
+        def attempt() -> object:
+            found = self.block(cidr)
+            if not found:
+                self._claim(cidr)
+                return _CONFLICT  # read the block we (or a racing node) just created
+            block, revision = found
+            try:
+                new_block = block.assign_address(address, handle_id, attrs)
+            except AddressInUse as exc:
+                raise CniError(ADDRESS_TAKEN, f"requested address {address} is already in use",
+                               str(exc)) from None
+            if not self._write_block_and_handle(cidr, new_block, revision, handle_id, 1):
+                return _CONFLICT
+            return netaddr.IPNetwork(f"{address}/{32 if address.version == 4 else 128}")
+
+        return self._retry(attempt, f"assigning {address}")  # type: ignore[return-value]
+
+    def _write_block_and_handle(self, cidr: netaddr.IPNetwork, block: AllocationBlock, block_revision: int,
+                                handle_id: str, added: int) -> bool:
+        handle_kv = self.ds.get(keys.handle(handle_id))
+        counts = _handle_blocks(handle_kv)
+        counts[str(cidr)] = counts.get(str(cidr), 0) + added
+        return self.ds.txn(
+            {keys.block(cidr): block_revision, keys.handle(handle_id): handle_kv.mod_revision if handle_kv else 0},
+            {keys.block(cidr): block.to_json(), keys.handle(handle_id): _handle_json(handle_id, counts)},
+        )
+
+    # ------------------------------------------------------------ blocks and affinity
+
+    def _affine_blocks(self, version: int, usable: Sequence[IPPool]) -> list[netaddr.IPNetwork]:
+        """This node's blocks inside the usable pools; finishes or drops half-done claims."""
+        out = []
+        for kv in self.ds.list(keys.affinity_prefix(self.node, version)):
+            cidr = keys.cidr_from_segment(kv.key.rsplit("/", 1)[1])
+            if not any(cidr in p.network for p in usable):
+                continue
+            if json.loads(kv.value).get("state") == "pending" and not self._recover_pending(cidr, kv):
+                continue
+            out.append(cidr)
+        return out
+
+    def _recover_pending(self, cidr: netaddr.IPNetwork, affinity: KeyValue) -> bool:
+        """A claim interrupted between its phases: confirm it if the block is ours, drop it if another's."""
+        found = self.block(cidr)
+        if found is None:
+            return False  # phase 2 never happened (or is happening now): it owns nothing yet
+        if found[0].host == self.node:
+            self.ds.update(affinity.key, CONFIRMED, affinity.mod_revision)
+            return True
+        self.ds.delete(affinity.key, affinity.mod_revision)
+        return False
+
+    def _claim_free_block(self, usable: Sequence[IPPool]) -> netaddr.IPNetwork | None:
+        existing = {kv.key for kv in self.ds.list(keys.block_prefix(usable[0].network.version))}
+        for pool in usable:
+            for cidr in pools.candidate_blocks(pool, self.node):
+                if keys.block(cidr) in existing:
+                    continue
+                if self._claim(cidr):
+                    return cidr
+                existing.add(keys.block(cidr))
+        return None
+
+    def _claim(self, cidr: netaddr.IPNetwork) -> bool:
+        """Two-phase claim: pending affinity, then the block, then confirm. True if the block is ours."""
+        affinity_key = keys.affinity(self.node, cidr)
+        self.ds.create(affinity_key, PENDING)  # may exist already: a claim of ours that crashed
+        if self.ds.create(keys.block(cidr), AllocationBlock.new(cidr, self.node).to_json()):
+            mine = True
+        else:
+            found = self.block(cidr)
+            mine = bool(found and found[0].host == self.node)
+        affinity = self.ds.get(affinity_key)
+        if affinity is not None:
+            if mine:
+                self.ds.update(affinity_key, CONFIRMED, affinity.mod_revision)
+            else:
+                self.ds.delete(affinity_key, affinity.mod_revision)
+        if mine:
+            log.info("node %s claimed block %s", self.node, cidr)
+        return mine
+
+    def _borrowable_blocks(self, version: int, usable: Sequence[IPPool]) -> list[netaddr.IPNetwork]:
+        candidates = []
+        for kv in self.ds.list(keys.block_prefix(version)):
+            block = AllocationBlock.from_json(kv.value)
+            if block.host != self.node and block.free and any(block.network in p.network for p in usable):
+                candidates.append(block.network)
+        # Spread borrowers over the blocks rather than piling onto the first one.
+        rng = random.Random(pools.node_seed(self.node))
+        rng.shuffle(candidates)
+        return candidates
+
+    # ------------------------------------------------------------ release
+
+    def release_handle(self, handle_id: str) -> int:
+        """Free every address of a handle and delete the handle; idempotent. Returns addresses freed."""
+        freed = 0
+        conflicts = 0
+        while conflicts < self.max_attempts:
+            handle_kv = self.ds.get(keys.handle(handle_id))
+            if handle_kv is None:
+                return freed
+            counts = _handle_blocks(handle_kv)
+            step = self._release_in_block(handle_kv, counts, next(iter(counts))) if counts else (
+                0 if self.ds.delete(handle_kv.key, handle_kv.mod_revision) else None)
+            if step is None:
+                conflicts += 1
+            else:
+                freed += step
+        raise CniError(TRY_AGAIN_LATER, f"releasing handle {handle_id}: gave up after {conflicts} conflicting writes")
+
+    def _release_in_block(self, handle_kv: KeyValue, counts: dict[str, int], cidr_text: str) -> int | None:
+        """One CAS step: free the handle's addresses in one block and drop that block from the handle.
+
+        Returns how many addresses were freed, or None when the write lost a race."""
+        handle_id = json.loads(handle_kv.value).get("handleID") or handle_kv.key.rsplit("/", 1)[1]
+        cidr = netaddr.IPNetwork(cidr_text)
+        rest = {k: v for k, v in counts.items() if k != cidr_text}
+        found = self.block(cidr)
+        expect = {handle_kv.key: handle_kv.mod_revision}
+        put: dict[str, str] = {}
+        delete: list[str] = []
+        freed = 0
+        if found:
+            block, revision = found
+            new_block, freed = block.release_handle(handle_id)
+            expect[keys.block(cidr)] = revision
+            if new_block.is_empty() and new_block.host is None:
+                delete.append(keys.block(cidr))  # an unowned empty block goes back to the pool
+            elif freed:
+                put[keys.block(cidr)] = new_block.to_json()
+        if rest:
+            put[handle_kv.key] = _handle_json(handle_id, rest)
+        else:
+            delete.append(handle_kv.key)
+        return freed if self.ds.txn(expect, put, delete) else None
+
+    def _release_quietly(self, handle_id: str) -> None:
+        try:
+            self.release_handle(handle_id)
+        except Exception:  # the original failure is what the user must see
+            log.exception("could not release handle %s while undoing a failed assignment", handle_id)
+
+    def handles_on_node(self, prefix: str = "") -> set[str]:
+        """Handles holding addresses whose allocation attributes name this node."""
+        found = set()
+        for version in (4, 6):
+            for kv in self.ds.list(keys.block_prefix(version)):
+                for _, attr in AllocationBlock.from_json(kv.value).allocated():
+                    if attr.handle_id and attr.handle_id.startswith(prefix) and \
+                            (attr.secondary or {}).get("node") == self.node:
+                        found.add(attr.handle_id)
+        return found
+
+    # ------------------------------------------------------------ status
+
+    def can_assign(self, version: int, requested: Sequence[str] = ()) -> bool:
+        """Whether an auto-assignment of one address of `version` would succeed now (CNI STATUS)."""
+        all_pools = self.pools()
+        usable = pools.usable_pools(all_pools, version, self.node, self.node_labels(all_pools), requested)
+        config = self.config()
+        affine = self._affine_blocks(version, usable)
+        blocks = {kv.key: AllocationBlock.from_json(kv.value) for kv in self.ds.list(keys.block_prefix(version))}
+        if any(blocks.get(keys.block(c)) and blocks[keys.block(c)].free for c in affine):
+            return True
+        if config.auto_allocate_blocks and not (config.max_blocks_per_host and len(affine) >= config.max_blocks_per_host):
+            for pool in usable:
+                if any(keys.block(c) not in blocks for c in pools.candidate_blocks(pool, self.node)):
+                    return True
+        if not config.strict_affinity:
+            return any(b.free and any(b.network in p.network for p in usable) for b in blocks.values())
+        return False
+
+    # ------------------------------------------------------------ retry
+
+    def _retry(self, attempt: Callable[[], object], what: str) -> object:
+        for n in range(self.max_attempts):
+            result = attempt()
+            if result is not _CONFLICT:
+                return result
+            time.sleep(random.uniform(0, 0.002 * min(n + 1, 10)))  # jitter breaks lock-step retries
+        raise CniError(TRY_AGAIN_LATER, f"{what}: gave up after {self.max_attempts} conflicting writes",
+                       "the datastore is under heavy contention; retry")
+

@@ -1,0 +1,50 @@
+"""etcd key layout, identical to Calico v3's so `etcdctl get --prefix /calico` reads the same."""
+
+from __future__ import annotations
+
+import netaddr
+
+RESOURCES = "/calico/resources/v3/projectcalico.org/"
+IPAM = "/calico/ipam/v2/"
+IPAM_CONFIG = IPAM + "config"
+
+
+def resource(plural: str, name: str, namespace: str | None = None) -> str:
+    return f"{RESOURCES}{plural}/{namespace}/{name}" if namespace else f"{RESOURCES}{plural}/{name}"
+
+
+def resource_prefix(plural: str, namespace: str | None = None) -> str:
+    return f"{RESOURCES}{plural}/{namespace}/" if namespace else f"{RESOURCES}{plural}/"
+
+
+def cidr_segment(cidr: netaddr.IPNetwork) -> str:
+    """`10.0.0.0/26` -> `10.0.0.0-26`, as Calico writes CIDRs into keys."""
+    return f"{cidr.network}-{cidr.prefixlen}"
+
+
+def cidr_from_segment(segment: str) -> netaddr.IPNetwork:
+    address, _, prefix = segment.rpartition("-")
+    return netaddr.IPNetwork(f"{address}/{prefix}")
+
+
+def block_prefix(version: int) -> str:
+    return f"{IPAM}assignment/ipv{version}/block/"
+
+
+def block(cidr: netaddr.IPNetwork) -> str:
+    return block_prefix(cidr.version) + cidr_segment(cidr)
+
+
+def affinity_prefix(node: str, version: int) -> str:
+    return f"{IPAM}host/{node}/ipv{version}/block/"
+
+
+def affinity(node: str, cidr: netaddr.IPNetwork) -> str:
+    return affinity_prefix(node, cidr.version) + cidr_segment(cidr)
+
+
+def handle(handle_id: str) -> str:
+    return f"{IPAM}handle/{handle_id}"
+
+
+HANDLE_PREFIX = IPAM + "handle/"

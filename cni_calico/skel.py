@@ -1,0 +1,229 @@
+"""CNI dispatcher: the only module that touches the process environment, stdin, stdout or exit.
+
+`run()` takes all its I/O as arguments so tests drive it with dicts and StringIO;
+`main()` binds it to the real process. Only the standard library is imported here:
+VERSION and every input error are answered before any plugin module is loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+from dataclasses import dataclass, field
+from typing import IO, Any, Callable, Mapping, Protocol
+
+from .errors import (
+    DECODING_FAILURE,
+    INCOMPATIBLE_VERSION,
+    INTERNAL,
+    INVALID_ENVIRONMENT,
+    INVALID_NETWORK_CONFIG,
+    IO_FAILURE,
+    UNKNOWN_CONTAINER,
+    CniError,
+)
+
+SUPPORTED_VERSIONS = ("0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
+LATEST_VERSION = SUPPORTED_VERSIONS[-1]
+
+# Environment each command needs (CNI spec 1.1.0, "Parameters" per operation).
+REQUIRED_ENV = {
+    "ADD": ("CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME"),
+    "CHECK": ("CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME"),
+    "DEL": ("CNI_CONTAINERID", "CNI_IFNAME"),
+    "STATUS": (),
+    "GC": (),
+}
+# The first spec version that defines each command.
+MIN_VERSION = {"ADD": "0.1.0", "DEL": "0.1.0", "CHECK": "0.4.0", "STATUS": "1.1.0", "GC": "1.1.0"}
+
+_CONTAINER_ID = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$")
+_NETWORK_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$")
+MAX_IFNAME = 15
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CmdArgs:
+    """One CNI invocation, decoded and validated."""
+
+    command: str
+    container_id: str
+    netns: str
+    ifname: str
+    args: dict[str, str]  # CNI_ARGS as K=V pairs
+    path: tuple[str, ...]  # CNI_PATH directories
+    stdin_data: bytes
+    config: dict[str, Any]  # the decoded network configuration
+    env: Mapping[str, str] = field(default_factory=dict)  # the whole environment, for delegation
+
+    @property
+    def cni_version(self) -> str:
+        return str(self.config.get("cniVersion") or "0.1.0")
+
+
+class Handlers(Protocol):
+    """What a plugin implements; each returns the JSON object to print, or None."""
+
+    def add(self, args: CmdArgs) -> dict[str, Any]: ...
+    def delete(self, args: CmdArgs) -> None: ...
+    def check(self, args: CmdArgs) -> None: ...
+    def status(self, args: CmdArgs) -> None: ...
+    def gc(self, args: CmdArgs) -> None: ...
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in version.split("."))
+    except ValueError:
+        return (0,)
+
+
+def parse_cni_args(raw: str) -> dict[str, str]:
+    """Parse `K=V;K=V`; a pair without `=` is an invalid environment."""
+    out: dict[str, str] = {}
+    for pair in raw.split(";"):
+        if not pair:
+            continue
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise CniError(INVALID_ENVIRONMENT, f"CNI_ARGS: invalid pair {pair!r}", "expected K=V;K=V")
+        out[key] = value
+    return out
+
+
+def _validate_ifname(ifname: str) -> None:
+    if len(ifname) > MAX_IFNAME:
+        raise CniError(INVALID_ENVIRONMENT, f"interface name {ifname!r} is too long", "at most 15 characters")
+    if ifname in (".", "..") or any(c in "/:" or c.isspace() for c in ifname):
+        raise CniError(INVALID_ENVIRONMENT, f"invalid interface name {ifname!r}",
+                       "no '/', ':' or whitespace, and not '.' or '..'")
+
+
+def _cmd_args(command: str, env: Mapping[str, str], stdin_data: bytes, config: dict[str, Any]) -> CmdArgs:
+    container_id = env.get("CNI_CONTAINERID", "")
+    if container_id and not _CONTAINER_ID.match(container_id):
+        raise CniError(INVALID_ENVIRONMENT, f"invalid characters in CNI_CONTAINERID {container_id!r}")
+    ifname = env.get("CNI_IFNAME", "")
+    if ifname:
+        _validate_ifname(ifname)
+    return CmdArgs(
+        command=command,
+        container_id=container_id,
+        netns=env.get("CNI_NETNS", ""),
+        ifname=ifname,
+        args=parse_cni_args(env.get("CNI_ARGS", "")),
+        path=tuple(p for p in env.get("CNI_PATH", "").split(":") if p),
+        stdin_data=stdin_data,
+        config=config,
+        env=dict(env),
+    )
+
+
+def _read_stdin(stdin: IO[Any]) -> bytes:
+    try:
+        data = stdin.read()
+    except (OSError, ValueError) as exc:
+        raise CniError(IO_FAILURE, f"error reading network configuration from stdin: {exc}") from exc
+    return data.encode() if isinstance(data, str) else data
+
+
+def _decode_config(data: bytes) -> dict[str, Any]:
+    try:
+        config = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CniError(DECODING_FAILURE, f"error decoding network configuration: {exc}") from exc
+    if not isinstance(config, dict):
+        raise CniError(DECODING_FAILURE, "error decoding network configuration: not a JSON object")
+    version = config.get("cniVersion", "0.1.0")
+    if not isinstance(version, str):
+        raise CniError(DECODING_FAILURE, "error decoding network configuration: cniVersion must be a string")
+    return config
+
+
+def _check_version(command: str, version: str) -> None:
+    if version not in SUPPORTED_VERSIONS:
+        raise CniError(INCOMPATIBLE_VERSION, "incompatible CNI versions",
+                       f'config is "{version}", plugin supports {list(SUPPORTED_VERSIONS)}')
+    if version_tuple(version) < version_tuple(MIN_VERSION[command]):
+        raise CniError(INCOMPATIBLE_VERSION, f"config version does not allow {command}",
+                       f'config is "{version}", {command} needs {MIN_VERSION[command]} or later')
+
+
+def _validate_network_name(config: dict[str, Any]) -> None:
+    name = config.get("name")
+    if not name:
+        raise CniError(INVALID_NETWORK_CONFIG, "missing network name")
+    if not isinstance(name, str) or not _NETWORK_NAME.match(name):
+        raise CniError(INVALID_NETWORK_CONFIG, f"invalid characters found in network name {name!r}")
+
+
+def _version_reply() -> dict[str, Any]:
+    return {"cniVersion": LATEST_VERSION, "supportedVersions": list(SUPPORTED_VERSIONS)}
+
+
+def run(load_handlers: Callable[[], Handlers], env: Mapping[str, str], stdin: IO[Any], stdout: IO[str]) -> int:
+    """Serve one CNI call; returns the exit status. Never raises."""
+    reply_version = LATEST_VERSION
+    try:
+        command = env.get("CNI_COMMAND", "")
+        if not command:
+            raise CniError(INVALID_ENVIRONMENT, "required env variables [CNI_COMMAND] missing")
+        if command == "VERSION":
+            json.dump(_version_reply(), stdout)
+            return 0
+        if command not in REQUIRED_ENV:
+            raise CniError(INVALID_ENVIRONMENT, f"unknown CNI_COMMAND: {command}",
+                           "expected ADD, DEL, CHECK, STATUS, GC or VERSION")
+        missing = [name for name in REQUIRED_ENV[command] if not env.get(name)]
+        if missing:
+            raise CniError(INVALID_ENVIRONMENT, f"required env variables [{', '.join(missing)}] missing")
+        stdin_data = _read_stdin(stdin)
+        config = _decode_config(stdin_data)
+        reply_version = config.get("cniVersion", "0.1.0")
+        if reply_version not in SUPPORTED_VERSIONS:
+            reply_version = LATEST_VERSION
+        _check_version(command, config.get("cniVersion", "0.1.0"))
+        _validate_network_name(config)
+        args = _cmd_args(command, env, stdin_data, config)
+        if command in ("ADD", "CHECK", "DEL") and not args.container_id:
+            raise CniError(UNKNOWN_CONTAINER, "missing containerID")
+        handlers = load_handlers()
+        result = _dispatch(handlers, args)
+        if result is not None:
+            json.dump(result, stdout)
+        return 0
+    except CniError as err:
+        log.info("%s failed: %s (code %d) %s", env.get("CNI_COMMAND", "?"), err.msg, err.code, err.details)
+        json.dump(err.to_dict(reply_version), stdout)
+        return 1
+    except Exception as exc:  # the last line of defence: a CNI error, never a traceback on stdout
+        log.exception("unexpected failure")
+        json.dump(CniError(INTERNAL, f"internal error: {exc}").to_dict(reply_version), stdout)
+        return 1
+
+
+def _dispatch(handlers: Handlers, args: CmdArgs) -> dict[str, Any] | None:
+    if args.command == "ADD":
+        return handlers.add(args)
+    if args.command == "DEL":
+        handlers.delete(args)
+    elif args.command == "CHECK":
+        handlers.check(args)
+    elif args.command == "STATUS":
+        handlers.status(args)
+    elif args.command == "GC":
+        handlers.gc(args)
+    return None
+
+
+def main(load_handlers: Callable[[], Handlers]) -> None:
+    """Process entry point for a CNI plugin executable."""
+    import os
+
+    status = run(load_handlers, os.environ, sys.stdin.buffer, sys.stdout)
+    sys.stdout.flush()
+    sys.exit(status)
