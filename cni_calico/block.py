@@ -105,7 +105,7 @@ class AllocationBlock(BaseModel):
 
     def assign(self, count: int, handle_id: str, attrs: dict[str, str]) -> tuple[AllocationBlock, list[netaddr.IPAddress]]:
         """Take up to `count` addresses from the head of the free list."""
-        taken = self.unallocated[:count]
+        taken = self.unallocated[:max(count, 0)]  # a negative slice bound would take almost everything
         if not taken:
             return self, []
         block = self.model_copy(deep=True)
@@ -133,7 +133,8 @@ class AllocationBlock(BaseModel):
         return self._release(ordinals), len(ordinals)
 
     def release_addresses(self, addresses: Iterable[netaddr.IPAddress]) -> tuple[AllocationBlock, int]:
-        ordinals = [o for o in (self.ordinal(a) for a in addresses) if self.allocations[o] is not None]
+        unique = dict.fromkeys(self.ordinal(a) for a in addresses)  # a repeated address is freed once
+        ordinals = [o for o in unique if self.allocations[o] is not None]
         return self._release(ordinals), len(ordinals)
 
     def _release(self, ordinals: list[int]) -> AllocationBlock:

@@ -119,9 +119,12 @@ def parse_endpoints(endpoints: str) -> list[EtcdEndpoint]:
             continue
         parts = urlsplit(raw if "://" in raw else f"http://{raw}")
         try:
-            port = parts.port or 2379
+            port = parts.port
         except ValueError as exc:
             raise CniError(INVALID_NETWORK_CONFIG, f"invalid etcd endpoint {raw!r}: {exc}") from exc
+        if port == 0:  # not "unset": port 0 must not silently become the default 2379
+            raise CniError(INVALID_NETWORK_CONFIG, f"invalid etcd endpoint {raw!r}: port 0")
+        port = port or 2379
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise CniError(INVALID_NETWORK_CONFIG, f"invalid etcd endpoint {raw!r}", "expected http(s)://host:port")
         out.append(EtcdEndpoint(parts.hostname, port, parts.scheme == "https"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from typing import Iterator, Mapping, Sequence
 
 import netaddr
@@ -10,6 +11,8 @@ import netaddr
 from . import selector
 from .errors import ADDRESS_OUTSIDE_POOLS, INVALID_NETWORK_CONFIG, NO_POOLS, UNKNOWN_POOL, CniError
 from .resources import IPPool
+
+log = logging.getLogger(__name__)
 
 
 def _names(pool: IPPool) -> tuple[str, str]:
@@ -47,12 +50,20 @@ def usable_pools(pools: Sequence[IPPool], version: int, node: str, node_labels: 
     else:
         chosen = sorted((p for p in pools if p.network.version == version and not p.spec.disabled),
                         key=lambda p: (p.network.first, p.network.prefixlen))
-    selected = [p for p in chosen if selector.matches(p.spec.nodeSelector, node_labels)]
+    selected = [p for p in chosen if _selects(p, node_labels)]
     if not selected:
         which = ", ".join(requested) if requested else f"enabled IPv{version} pools"
         raise CniError(NO_POOLS, f"no IPv{version} pool is usable by node {node!r}",
                        f"checked: {which or 'none configured'}; create a pool or fix its nodeSelector")
     return selected
+
+
+def _selects(pool: IPPool, node_labels: Mapping[str, str]) -> bool:
+    try:
+        return selector.matches(pool.spec.nodeSelector, node_labels)
+    except selector.SelectorError as exc:  # a pool written past validation must not break every ADD
+        log.warning("ignoring pool %s: invalid nodeSelector %r: %s", pool.name, pool.spec.nodeSelector, exc)
+        return False
 
 
 def node_seed(node: str) -> int:

@@ -21,7 +21,6 @@ from .errors import (
     INVALID_ENVIRONMENT,
     INVALID_NETWORK_CONFIG,
     IO_FAILURE,
-    UNKNOWN_CONTAINER,
     CniError,
 )
 
@@ -189,12 +188,10 @@ def run(load_handlers: Callable[[], Handlers], env: Mapping[str, str], stdin: IO
         _check_version(command, config.get("cniVersion", "0.1.0"))
         _validate_network_name(config)
         args = _cmd_args(command, env, stdin_data, config)
-        if command in ("ADD", "CHECK", "DEL") and not args.container_id:
-            raise CniError(UNKNOWN_CONTAINER, "missing containerID")
         handlers = load_handlers()
         result = _dispatch(handlers, args)
         if result is not None:
-            json.dump(result, stdout)
+            stdout.write(json.dumps(result))  # encode fully first: a failure must not leave half a result
         return 0
     except CniError as err:
         log.info("%s failed: %s (code %d) %s", env.get("CNI_COMMAND", "?"), err.msg, err.code, err.details)
