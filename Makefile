@@ -5,8 +5,10 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-# etcd-server: the datastore the tests and the demo start privately; python3-venv: the virtualenv.
-SYSTEM_PACKAGES := etcd-server etcd-client iproute2 python3-venv
+# etcd-server: the datastore the tests and the demo start privately; iproute2, iputils-ping:
+# namespaces and real packets; containernetworking-plugins: host-local for IPAM delegation;
+# python3-venv: the virtualenv.
+SYSTEM_PACKAGES := etcd-server etcd-client iproute2 iputils-ping containernetworking-plugins python3-venv
 
 .PHONY: all system-deps venv test test-unit demo clean
 

@@ -6,7 +6,7 @@ cniVersion on the way out (0.1/0.2 `ip4`/`ip6`; 0.3.x/0.4.0 add `ips[].version`)
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import netaddr
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -89,10 +89,24 @@ class NetConf(_Tolerant):
         return value
 
 
-def parse_netconf(config: dict[str, Any]) -> NetConf:
+class ContainerSettings(_Tolerant):
+    allow_ip_forwarding: bool = False
+
+
+class CalicoNetConf(NetConf):
+    """The calico plugin's configuration: NetConf plus the dataplane settings."""
+
+    mtu: int = Field(default=1500, ge=68, le=65535)
+    container_settings: ContainerSettings = Field(default_factory=ContainerSettings)
+
+
+ConfT = TypeVar("ConfT", bound=NetConf)
+
+
+def parse_netconf(config: dict[str, Any], model: type[ConfT] = NetConf) -> ConfT:  # type: ignore[assignment]
     """Validate a decoded network configuration; any problem is CNI code 7 naming the field."""
     try:
-        return NetConf.model_validate(config)
+        return model.model_validate(config)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "config"

@@ -110,6 +110,11 @@ class EtcdEndpoint:
     port: int
     secure: bool
 
+    @property
+    def netloc_host(self) -> str:
+        """The host as it goes before `:port`: an IPv6 literal needs its brackets back."""
+        return f"[{self.host}]" if ":" in self.host else self.host
+
 
 def parse_endpoints(endpoints: str) -> list[EtcdEndpoint]:
     """`http://127.0.0.1:2379,https://h:2379` -> endpoints; a bad entry is an invalid config (7)."""
@@ -162,7 +167,7 @@ class EtcdDatastore(Datastore):
         key_file, cert_file, ca_file = self._tls
         secure = endpoint.secure or ca_file is not None
         return self._etcd3.client(
-            host=endpoint.host, port=endpoint.port, timeout=self._timeout,
+            host=endpoint.netloc_host, port=endpoint.port, timeout=self._timeout,
             ca_cert=ca_file if secure else None,
             cert_key=key_file if secure else None, cert_cert=cert_file if secure else None,
         )
@@ -190,7 +195,7 @@ class EtcdDatastore(Datastore):
 
     def _describe(self) -> str:
         ep = self._endpoints[self._current]
-        return f"{'https' if ep.secure else 'http'}://{ep.host}:{ep.port}"
+        return f"{'https' if ep.secure else 'http'}://{ep.netloc_host}:{ep.port}"
 
     @staticmethod
     def _kv(meta, value: bytes) -> KeyValue:  # type: ignore[no-untyped-def]

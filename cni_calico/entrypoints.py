@@ -12,3 +12,14 @@ def calico_ipam() -> None:
         return IpamPlugin()
 
     main(load)
+
+
+def calico() -> None:
+    from .skel import main
+
+    def load():  # type: ignore[no-untyped-def]
+        from .plugin import CalicoPlugin
+
+        return CalicoPlugin()
+
+    main(load)

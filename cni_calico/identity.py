@@ -51,3 +51,26 @@ class Workload:
 
 def handle_id(network: str, container_id: str) -> str:
     return f"{network}.{container_id}"
+
+
+def _escape(segment: str) -> str:
+    return segment.replace("-", "--")
+
+
+def host_veth_name(workload: Workload) -> str:
+    """`cali` + 11 hex of sha1("<namespace>.<pod>") for pods, `cali` + the container ID's head otherwise."""
+    import hashlib
+
+    if workload.pod:
+        return "cali" + hashlib.sha1(f"{workload.namespace}.{workload.pod}".encode()).hexdigest()[:11]
+    return "cali" + workload.container_id[:11]
+
+
+def endpoint_name(node: str, workload: Workload, ifname: str) -> str:
+    """Calico's WorkloadEndpoint name: `<node>-k8s-<pod>-<iface>` or `<node>-cni-<containerID>-<iface>`."""
+    middle = ("k8s", workload.pod) if workload.pod else ("cni", workload.container_id)
+    return "-".join(_escape(s) for s in (node, middle[0], middle[1], ifname))
+
+
+def endpoint_namespace(workload: Workload) -> str:
+    return workload.namespace or "default"

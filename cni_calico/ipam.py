@@ -76,9 +76,8 @@ class IpamPlugin:
     # ------------------------------------------------------------ DEL
 
     def delete(self, args: CmdArgs) -> None:
-        with self._session(args) as (conf, client), host_lock(conf.ipam_lock_file):
-            freed = client.release_handle(handle_id(conf.name, args.container_id))
-            log.info("released %d address(es) of %s", freed, handle_id(conf.name, args.container_id))
+        with self._session(args) as (conf, client):
+            release(conf, client, args.container_id)
 
     # ------------------------------------------------------------ CHECK
 
@@ -138,6 +137,13 @@ def assign(conf: NetConf, client: IpamClient, args: CmdArgs) -> Result:
                 pools_v4=conf.ipam.ipv4_pools, pools_v6=conf.ipam.ipv6_pools))
     log.info("assigned %s to %s", assigned, handle)
     return _result(assigned)
+
+
+def release(conf: NetConf, client: IpamClient, container_id: str) -> None:
+    handle = handle_id(conf.name, container_id)
+    with host_lock(conf.ipam_lock_file):
+        freed = client.release_handle(handle)
+    log.info("released %d address(es) of %s", freed, handle)
 
 
 def check(conf: NetConf, client: IpamClient, container_id: str) -> list[netaddr.IPNetwork]:

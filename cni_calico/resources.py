@@ -127,3 +127,44 @@ def pool_key(name: str) -> str:
 
 def node_key(name: str) -> str:
     return keys.resource("nodes", name)
+
+
+class WorkloadEndpointSpec(_Open):
+    orchestrator: str
+    workload: str = ""
+    node: str
+    containerID: str
+    pod: str = ""
+    endpoint: str
+    interfaceName: str
+    mac: str = ""
+    ipNetworks: list[str] = Field(default_factory=list)
+    profiles: list[str] = Field(default_factory=list)
+
+
+class WorkloadEndpoint(_Open):
+    kind: str = "WorkloadEndpoint"
+    apiVersion: str = API_VERSION
+    metadata: Metadata
+    spec: WorkloadEndpointSpec
+
+
+class Profile(_Open):
+    kind: str = "Profile"
+    apiVersion: str = API_VERSION
+    metadata: Metadata
+    spec: dict[str, Any] = Field(default_factory=dict)
+
+
+def allow_all_profile(name: str) -> Profile:
+    """The profile a network gets by default: every workload on it may talk to every other."""
+    return Profile(metadata=Metadata(name=name),
+                   spec={"ingress": [{"action": "Allow"}], "egress": [{"action": "Allow"}]})
+
+
+def workload_endpoint_key(namespace: str, name: str) -> str:
+    return keys.resource("workloadendpoints", name, namespace)
+
+
+def profile_key(name: str) -> str:
+    return keys.resource("profiles", name)

@@ -1,0 +1,90 @@
+"""Make the lab's etcd reachable from inside simulated hosts, without touching the machine's network.
+
+A simulated host is a network namespace with its own loopback, so it cannot see the etcd on
+the machine's loopback. The relay opens a listening socket *inside* each host namespace (the
+socket is created while one thread is switched into it) and forwards each connection to etcd
+on the machine's loopback. No link, route or firewall rule is added anywhere: the host sees
+etcd at 127.0.0.1:<port> on its own loopback, as a real host would see a local etcd proxy.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+
+from ..netns import entered
+
+log = logging.getLogger(__name__)
+
+
+class NetnsRelay:
+    def __init__(self, target_port: int, target_host: str = "127.0.0.1") -> None:
+        self.target = (target_host, target_port)
+        self._listeners: list[socket.socket] = []
+        self._conns: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def expose(self, netns_path: str, port: int | None = None) -> int:
+        """Listen on 127.0.0.1:<port> inside the namespace (default: etcd's own port number)."""
+        port = port or self.target[1]
+        with entered(netns_path):
+            listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind(("127.0.0.1", port))
+            listener.listen(128)
+        self._listeners.append(listener)
+        threading.Thread(target=self._accept, args=(listener,), daemon=True, name=f"relay-{netns_path}").start()
+        return port
+
+    def _accept(self, listener: socket.socket) -> None:
+        while not self._closed:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+                upstream.settimeout(None)
+            except OSError as exc:
+                log.warning("relay: cannot reach %s:%d: %s", *self.target, exc)
+                client.close()
+                continue
+            with self._lock:
+                self._conns.update((client, upstream))
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:  # either side closing ends both directions
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            with self._lock:
+                for s in (src, dst):
+                    if s in self._conns:
+                        self._conns.discard(s)
+                        s.close()
+
+    def close(self) -> None:
+        self._closed = True
+        for listener in self._listeners:
+            listener.close()
+        with self._lock:
+            for conn in self._conns:
+                conn.close()
+            self._conns.clear()
+
+    def __enter__(self) -> NetnsRelay:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

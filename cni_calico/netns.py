@@ -1,0 +1,186 @@
+"""Netlink in named network namespaces: the only importer of pyroute2.
+
+A `Netns` holds one netlink socket bound to one namespace. The socket is opened by
+switching the calling *thread* into the namespace and straight back (setns), which avoids
+pyroute2's forked helper per namespace; nothing else ever runs in a switched thread but
+the socket creation and sysctl file access, so no namespace leaks into other code.
+`Netns(None)` is the namespace the process runs in: the simulated host under
+`ip netns exec`, or the real host under a runtime.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import os
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import netaddr
+
+from .errors import DATAPLANE_FAILURE, UNKNOWN_CONTAINER, CniError
+
+CLONE_NEWNET = 0x40000000
+SCOPE_LINK = 253
+RTPROT_BOOT = 3  # what `ip route add` uses: the route prints without a "proto" word, like Calico's
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _setns(fd: int) -> None:
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+@contextlib.contextmanager
+def entered(path: str | None) -> Iterator[None]:
+    """Run the body with the calling thread inside the namespace at `path` (None: stay)."""
+    if path is None:
+        yield
+        return
+    try:
+        target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise CniError(UNKNOWN_CONTAINER, f"network namespace {path} does not exist", str(exc)) from None
+    origin = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        _setns(target)
+        try:
+            yield
+        finally:
+            _setns(origin)
+    finally:
+        os.close(target)
+        os.close(origin)
+
+
+def exists(path: str) -> bool:
+    return bool(path) and os.path.exists(path)
+
+
+@dataclass(frozen=True)
+class Link:
+    index: int
+    name: str
+    mac: str
+    mtu: int
+    up: bool
+    kind: str | None
+
+
+class Netns:
+    """A netlink socket in one namespace, with the operations the plugin needs."""
+
+    def __init__(self, path: str | None) -> None:
+        from pyroute2 import IPRoute  # heavy: only when the dataplane is really touched
+
+        self.path = path
+        with entered(path):
+            self.ipr = IPRoute()
+            self._fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+
+    def close(self) -> None:
+        self.ipr.close()
+        os.close(self._fd)
+
+    def __enter__(self) -> Netns:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def label(self) -> str:
+        return self.path or "host namespace"
+
+    # ------------------------------------------------------------ links
+
+    def link(self, name: str) -> Link | None:
+        found = self.ipr.link_lookup(ifname=name)
+        if not found:
+            return None
+        msg = self.ipr.get_links(found[0])[0]
+        info = msg.get_attr("IFLA_LINKINFO")
+        return Link(index=msg["index"], name=name, mac=msg.get_attr("IFLA_ADDRESS") or "",
+                    mtu=msg.get_attr("IFLA_MTU") or 0, up=bool(msg["flags"] & 1),
+                    kind=info.get_attr("IFLA_INFO_KIND") if info else None)
+
+    def create_veth(self, name: str, peer: str, peer_ns: Netns, mtu: int, mac: str) -> None:
+        """A veth pair: `name` here with `mac`, `peer` created directly inside `peer_ns`."""
+        self._netlink(f"create veth {name}", self.ipr.link, "add", ifname=name, kind="veth", address=mac,
+                      mtu=mtu, peer={"ifname": peer, "net_ns_fd": peer_ns._fd, "mtu": mtu})
+
+    def delete_link(self, name: str) -> bool:
+        """Delete a link if present (a veth takes its peer and routes with it); True if it existed."""
+        link = self.link(name)
+        if link is None:
+            return False
+        try:
+            self.ipr.link("del", index=link.index)
+        except Exception as exc:  # raced with another delete: gone is what we wanted
+            if getattr(exc, "code", None) != errno.ENODEV:
+                raise CniError(DATAPLANE_FAILURE, f"cannot delete {name} in {self.label}: {exc}") from exc
+        return True
+
+    def set_up(self, index: int) -> None:
+        self._netlink("set link up", self.ipr.link, "set", index=index, state="up")
+
+    # ------------------------------------------------------------ addresses and routes
+
+    def add_address(self, index: int, address: netaddr.IPNetwork) -> None:
+        self._netlink(f"add address {address}", self.ipr.addr, "add", index=index, address=str(address.ip),
+                      prefixlen=address.prefixlen)
+
+    def addresses(self, index: int) -> list[netaddr.IPNetwork]:
+        out = []
+        for msg in self.ipr.get_addr(index=index):
+            address = msg.get_attr("IFA_ADDRESS")
+            if address and not netaddr.IPAddress(address).is_link_local():
+                out.append(netaddr.IPNetwork(f"{address}/{msg['prefixlen']}"))
+        return out
+
+    def add_route(self, dst: netaddr.IPNetwork, index: int, gateway: str | None = None) -> None:
+        """`dst dev <index> scope link`, or `dst via gateway dev <index>`."""
+        kwargs: dict[str, Any] = {"dst": str(dst.cidr), "oif": index, "proto": RTPROT_BOOT}
+        if gateway:
+            kwargs["gateway"] = gateway
+        else:
+            kwargs["scope"] = SCOPE_LINK
+        self._netlink(f"add route {dst}", self.ipr.route, "add", family=2 if dst.version == 4 else 10, **kwargs)
+
+    def routes(self, index: int, version: int) -> list[tuple[str, str | None]]:
+        """(destination CIDR, gateway) of the routes through a link."""
+        out = []
+        for msg in self.ipr.get_routes(family=2 if version == 4 else 10, oif=index):
+            if msg.get_attr("RTA_TABLE") not in (None, 254):
+                continue
+            dst = msg.get_attr("RTA_DST") or ("0.0.0.0" if version == 4 else "::")
+            out.append((f"{dst}/{msg['dst_len']}", msg.get_attr("RTA_GATEWAY")))
+        return out
+
+    # ------------------------------------------------------------ sysctls
+
+    def write_sysctl(self, key: str, value: str) -> None:
+        """`key` like `net/ipv4/conf/cali1/proxy_arp`, written as seen from this namespace."""
+        with entered(self.path):
+            try:
+                with open(f"/proc/sys/{key}", "w") as f:
+                    f.write(value)
+            except OSError as exc:
+                raise CniError(DATAPLANE_FAILURE, f"cannot set sysctl {key}={value} in {self.label}: {exc}") from exc
+
+    def read_sysctl(self, key: str) -> str:
+        with entered(self.path):
+            with open(f"/proc/sys/{key}") as f:
+                return f.read().strip()
+
+    # ------------------------------------------------------------ helpers
+
+    def _netlink(self, what: str, call: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return call(*args, **kwargs)
+        except CniError:
+            raise
+        except Exception as exc:
+            raise CniError(DATAPLANE_FAILURE, f"{what} in {self.label}: {exc}") from exc

@@ -1,0 +1,349 @@
+"""calico: the CNI plugin that wires a workload into its host, Calico's way.
+
+ADD: addresses from IPAM (calico-ipam in process, any other IPAM plugin by exec), a veth pair
+(`cali...` on the host with MAC ee:ee:ee:ee:ee:ee, proxy ARP and a /32 route; CNI_IFNAME in the
+container with /32 addresses and a default route via 169.254.1.1), then the WorkloadEndpoint in
+etcd. Every side effect pushes its inverse on an undo stack, unwound if a later step fails.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import netaddr
+
+from . import ipam as calico_ipam
+from . import keys, logs
+from .cni_types import CalicoNetConf, Interface, IPConfig, Result, Route, parse_netconf
+from .datastore import Datastore
+from .errors import (
+    CHECK_FAILED,
+    DATAPLANE_FAILURE,
+    DELEGATE_FAILURE,
+    INVALID_NETWORK_CONFIG,
+    CniError,
+)
+from .identity import Workload, determine_nodename, endpoint_name, endpoint_namespace, host_veth_name
+from .ipam_client import IpamClient
+from .netns import Netns
+from .resources import (
+    Metadata,
+    WorkloadEndpoint,
+    WorkloadEndpointSpec,
+    allow_all_profile,
+    profile_key,
+    to_json,
+    workload_endpoint_key,
+)
+from .skel import CmdArgs
+from .undo import UndoStack
+
+log = logging.getLogger(__name__)
+
+HOST_MAC = "ee:ee:ee:ee:ee:ee"
+GATEWAY_V4 = "169.254.1.1"
+GATEWAY_V6 = "fe80::ecee:eeff:feee:eeee"
+
+# A hook for fault-injection tests: the name of a step at which ADD must fail (never set in production).
+FAIL_AT_ENV = "CNI_CALICO_TEST_FAIL_AT"
+
+
+@dataclass
+class Attachment:
+    """Everything that names one attachment, derived once from the call."""
+
+    conf: CalicoNetConf
+    args: CmdArgs
+    node: str
+    workload: Workload
+
+    @property
+    def host_ifname(self) -> str:
+        return host_veth_name(self.workload)
+
+    @property
+    def endpoint_key(self) -> str:
+        return workload_endpoint_key(endpoint_namespace(self.workload),
+                                     endpoint_name(self.node, self.workload, self.args.ifname))
+
+    @property
+    def uses_calico_ipam(self) -> bool:
+        return self.conf.ipam.type in ("calico-ipam", "")
+
+
+class CalicoPlugin:
+    def __init__(self, datastore_factory: calico_ipam.DatastoreFactory = calico_ipam.datastore_from_conf) -> None:
+        self.datastore_factory = datastore_factory
+
+    @contextmanager
+    def _session(self, args: CmdArgs) -> Iterator[tuple[Attachment, Datastore]]:
+        conf = parse_netconf(args.config, CalicoNetConf)
+        logs.configure(conf.log_level, conf.log_file_path)
+        node = determine_nodename(conf.nodename, conf.nodename_file)
+        attachment = Attachment(conf, args, node, Workload.from_cni_args(args.container_id, args.args))
+        with self.datastore_factory(conf, args.env) as datastore:
+            yield attachment, datastore
+
+    # ------------------------------------------------------------ ADD
+
+    def add(self, args: CmdArgs) -> dict[str, Any]:
+        # The undo stack unwinds while the netlink sockets its steps use are still open.
+        with self._session(args) as (att, ds), Netns(None) as host, Netns(args.netns) as container:
+            undo = UndoStack()
+            try:
+                result = self._add(att, ds, host, container, undo)
+            except BaseException:
+                failed = undo.unwind()
+                if failed:
+                    log.error("ADD of %s left behind: %s", args.container_id, ", ".join(failed))
+                raise
+            return result.encode(att.conf.cniVersion)
+
+    def _add(self, att: Attachment, ds: Datastore, host: Netns, container: Netns, undo: UndoStack) -> Result:
+        fail_at = att.args.env.get(FAIL_AT_ENV, "")
+
+        def step(name: str) -> None:
+            if fail_at == name:
+                raise CniError(DATAPLANE_FAILURE, f"injected failure at {name}")
+
+        if container.link(att.args.ifname) is not None:
+            raise CniError(DATAPLANE_FAILURE, f"interface {att.args.ifname} already exists in {att.args.netns}",
+                           "a container has one interface of a name; DEL the old attachment first")
+        step("ipam")
+        addresses = self._ipam_add(att, ds, undo)
+        step("veth")
+        if host.delete_link(att.host_ifname):
+            log.warning("replaced a stale host interface %s", att.host_ifname)
+        host.create_veth(att.host_ifname, att.args.ifname, container, att.conf.mtu, HOST_MAC)
+        undo.push(f"host veth {att.host_ifname}", lambda: host.delete_link(att.host_ifname))
+        step("sysctl")
+        host_link = _must(host.link(att.host_ifname), att.host_ifname)
+        self._configure_host_side(host, att.host_ifname, addresses)
+        host.set_up(host_link.index)
+        container_link = _must(container.link(att.args.ifname), att.args.ifname)
+        self._configure_container_side(container, container_link.index, att, addresses)
+        step("route")
+        for address in addresses:  # removed with the veth by the undo above
+            host.add_route(_host_route(address), host_link.index)
+        step("endpoint")
+        self._write_endpoint(att, ds, undo, container_link.mac, addresses)
+        step("done")
+        return _result(att, host_link.name, container_link.mac, addresses)
+
+    def _ipam_add(self, att: Attachment, ds: Datastore, undo: UndoStack) -> list[netaddr.IPNetwork]:
+        if att.uses_calico_ipam:
+            client = IpamClient(ds, att.node)
+            result = calico_ipam.assign(att.conf, client, att.args)
+            handle = f"{att.conf.name}.{att.args.container_id}"
+            undo.push(f"IPAM handle {handle}", lambda: client.release_handle(handle))
+        else:
+            result = Result.decode(delegate(att.conf.ipam.type, "ADD", att.args))
+            undo.push(f"IPAM plugin {att.conf.ipam.type}", lambda: delegate(att.conf.ipam.type, "DEL", att.args))
+        if not result.ips:
+            raise CniError(DELEGATE_FAILURE, f"IPAM {att.conf.ipam.type} returned no address")
+        return [netaddr.IPNetwork(ip.address) for ip in result.ips]
+
+    @staticmethod
+    def _configure_host_side(host: Netns, ifname: str, addresses: list[netaddr.IPNetwork]) -> None:
+        for key, value in (("proxy_arp", "1"), ("forwarding", "1"), ("route_localnet", "1")):
+            host.write_sysctl(f"net/ipv4/conf/{ifname}/{key}", value)
+        host.write_sysctl(f"net/ipv4/neigh/{ifname}/proxy_delay", "0")
+        if any(a.version == 6 for a in addresses):
+            for key, value in (("proxy_ndp", "1"), ("accept_ra", "0"), ("forwarding", "1")):
+                host.write_sysctl(f"net/ipv6/conf/{ifname}/{key}", value)
+
+    @staticmethod
+    def _configure_container_side(container: Netns, index: int, att: Attachment,
+                                  addresses: list[netaddr.IPNetwork]) -> None:
+        has_v6 = any(a.version == 6 for a in addresses)
+        if has_v6:  # no duplicate address detection: the address would sit "tentative" for a second
+            container.write_sysctl(f"net/ipv6/conf/{att.args.ifname}/accept_dad", "0")
+        container.set_up(index)
+        for address in addresses:
+            container.add_address(index, _host_route(address))
+        if any(a.version == 4 for a in addresses):
+            container.add_route(netaddr.IPNetwork(f"{GATEWAY_V4}/32"), index)
+            container.add_route(netaddr.IPNetwork("0.0.0.0/0"), index, gateway=GATEWAY_V4)
+        if has_v6:
+            container.add_route(netaddr.IPNetwork("::/0"), index, gateway=GATEWAY_V6)
+        forwarding = "1" if att.conf.container_settings.allow_ip_forwarding else "0"
+        container.write_sysctl("net/ipv4/ip_forward", forwarding)
+
+    def _write_endpoint(self, att: Attachment, ds: Datastore, undo: UndoStack, mac: str,
+                        addresses: list[netaddr.IPNetwork]) -> None:
+        profile = f"kns.{att.workload.namespace}" if att.workload.pod else att.conf.name
+        ds.create(profile_key(profile), to_json(allow_all_profile(profile)))  # shared: never undone
+        namespace = endpoint_namespace(att.workload)
+        name = att.endpoint_key.rsplit("/", 1)[1]
+        wep = WorkloadEndpoint(
+            metadata=Metadata(name=name, namespace=namespace, labels={
+                "projectcalico.org/namespace": namespace,
+                "projectcalico.org/orchestrator": att.workload.orchestrator,
+            }),
+            spec=WorkloadEndpointSpec(
+                orchestrator=att.workload.orchestrator, workload=att.workload.pod or att.args.container_id,
+                pod=att.workload.pod, node=att.node, containerID=att.args.container_id,
+                endpoint=att.args.ifname, interfaceName=att.host_ifname, mac=mac,
+                ipNetworks=[str(_host_route(a)) for a in addresses], profiles=[profile]))
+        existing = ds.get(att.endpoint_key)
+        expect = existing.mod_revision if existing else 0
+        if not ds.txn({att.endpoint_key: expect}, {att.endpoint_key: to_json(wep)}):
+            raise CniError(11, f"endpoint {name} changed while being written; retry")
+        undo.push(f"endpoint {name}", lambda: _delete_key(ds, att.endpoint_key))
+
+    # ------------------------------------------------------------ DEL
+
+    def delete(self, args: CmdArgs) -> None:
+        with self._session(args) as (att, ds):
+            if att.uses_calico_ipam:
+                calico_ipam.release(att.conf, IpamClient(ds, att.node), args.container_id)
+            else:
+                delegate(att.conf.ipam.type, "DEL", args)
+            _delete_key(ds, att.endpoint_key)
+            with Netns(None) as host:
+                host.delete_link(att.host_ifname)  # takes the container side and the /32 route with it
+            if args.netns and os.path.exists(args.netns):
+                with Netns(args.netns) as container:
+                    container.delete_link(args.ifname)
+
+    # ------------------------------------------------------------ CHECK
+
+    def check(self, args: CmdArgs) -> None:
+        with self._session(args) as (att, ds):
+            if not att.conf.prevResult:
+                raise CniError(INVALID_NETWORK_CONFIG, "CHECK needs prevResult in the network configuration")
+            prev = Result.decode(att.conf.prevResult)
+            addresses = [netaddr.IPNetwork(ip.address) for ip in prev.ips]
+            if att.uses_calico_ipam:
+                calico_ipam.check(att.conf, IpamClient(ds, att.node), args.container_id)
+            else:
+                delegate(att.conf.ipam.type, "CHECK", args)
+            with Netns(None) as host, Netns(args.netns) as container:
+                _check_container(container, args.ifname, addresses)
+                _check_host(host, att.host_ifname, addresses)
+            _check_endpoint(ds, att, addresses)
+
+    # ------------------------------------------------------------ STATUS, GC
+
+    def status(self, args: CmdArgs) -> None:
+        conf = parse_netconf(args.config, CalicoNetConf)
+        if conf.ipam.type in ("calico-ipam", ""):
+            calico_ipam.IpamPlugin(self.datastore_factory).status(args)
+        else:
+            delegate(conf.ipam.type, "STATUS", args)
+
+    def gc(self, args: CmdArgs) -> None:
+        with self._session(args) as (att, ds):
+            valid = {a.get("containerID") for a in args.config.get(calico_ipam.VALID_ATTACHMENTS) or []
+                     if isinstance(a, dict)}
+            for kv in ds.list(keys.resource_prefix("workloadendpoints")):
+                spec = json.loads(kv.value).get("spec", {})
+                if spec.get("node") == att.node and spec.get("containerID") not in valid:
+                    log.info("GC: removing endpoint %s", kv.key)
+                    ds.delete(kv.key, kv.mod_revision)
+        if att.uses_calico_ipam:
+            calico_ipam.IpamPlugin(self.datastore_factory).gc(args)
+        else:
+            delegate(att.conf.ipam.type, "GC", args)
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _must(link: Any, name: str) -> Any:
+    if link is None:
+        raise CniError(DATAPLANE_FAILURE, f"interface {name} vanished while being configured")
+    return link
+
+
+def _host_route(address: netaddr.IPNetwork) -> netaddr.IPNetwork:
+    """The workload's address narrowed to a host route: /32 or /128."""
+    return netaddr.IPNetwork(f"{address.ip}/{32 if address.version == 4 else 128}")
+
+
+def _delete_key(ds: Datastore, key: str) -> None:
+    for _ in range(5):
+        kv = ds.get(key)
+        if kv is None or ds.delete(key, kv.mod_revision):
+            return
+
+
+def _result(att: Attachment, host_ifname: str, container_mac: str, addresses: list[netaddr.IPNetwork]) -> Result:
+    routes = []
+    if any(a.version == 4 for a in addresses):
+        routes.append(Route(dst="0.0.0.0/0"))
+    if any(a.version == 6 for a in addresses):
+        routes.append(Route(dst="::/0"))
+    return Result(
+        interfaces=[Interface(name=host_ifname, mac=HOST_MAC),
+                    Interface(name=att.args.ifname, mac=container_mac, sandbox=att.args.netns)],
+        ips=[IPConfig(address=str(_host_route(a)), interface=1) for a in addresses],
+        routes=routes)
+
+
+def _check_container(container: Netns, ifname: str, addresses: list[netaddr.IPNetwork]) -> None:
+    link = container.link(ifname)
+    if link is None:
+        raise CniError(CHECK_FAILED, f"interface {ifname} is missing from {container.label}")
+    have = {str(a) for a in container.addresses(link.index)}
+    for address in addresses:
+        if str(_host_route(address)) not in have:
+            raise CniError(CHECK_FAILED, f"{ifname} lacks address {_host_route(address)}",
+                           f"it has {sorted(have) or 'none'}")
+    for version, gateway in ((4, GATEWAY_V4), (6, GATEWAY_V6)):
+        if any(a.version == version for a in addresses):
+            default = "0.0.0.0/0" if version == 4 else "::/0"
+            if (default, gateway) not in container.routes(link.index, version):
+                raise CniError(CHECK_FAILED, f"{ifname} lacks the default route via {gateway}")
+
+
+def _check_host(host: Netns, ifname: str, addresses: list[netaddr.IPNetwork]) -> None:
+    link = host.link(ifname)
+    if link is None:
+        raise CniError(CHECK_FAILED, f"host interface {ifname} is missing")
+    if not link.up:
+        raise CniError(CHECK_FAILED, f"host interface {ifname} is down")
+    for address in addresses:
+        routes = host.routes(link.index, address.version)
+        if (str(_host_route(address)), None) not in routes:
+            raise CniError(CHECK_FAILED, f"host route {_host_route(address)} dev {ifname} is missing")
+
+
+def _check_endpoint(ds: Datastore, att: Attachment, addresses: list[netaddr.IPNetwork]) -> None:
+    kv = ds.get(att.endpoint_key)
+    if kv is None:
+        raise CniError(CHECK_FAILED, f"workload endpoint {att.endpoint_key} is missing from etcd")
+    spec = WorkloadEndpoint.model_validate_json(kv.value).spec
+    wanted = sorted(str(_host_route(a)) for a in addresses)
+    if sorted(spec.ipNetworks) != wanted or spec.interfaceName != att.host_ifname:
+        raise CniError(CHECK_FAILED, f"workload endpoint {kv.key.rsplit('/', 1)[1]} does not match",
+                       f"has {spec.ipNetworks} on {spec.interfaceName}, expected {wanted} on {att.host_ifname}")
+
+
+def delegate(plugin: str, command: str, args: CmdArgs) -> dict[str, Any]:
+    """Exec an IPAM plugin from CNI_PATH with the raw config and the caller's environment."""
+    for directory in args.path:
+        binary = os.path.join(directory, plugin)
+        if os.access(binary, os.X_OK):
+            break
+    else:
+        raise CniError(DELEGATE_FAILURE, f"IPAM plugin {plugin!r} not found in CNI_PATH",
+                       f"searched {':'.join(args.path) or '(empty CNI_PATH)'}")
+    env = {**args.env, "CNI_COMMAND": command}
+    proc = subprocess.run([binary], input=args.stdin_data, capture_output=True, env=env, timeout=120)
+    out = proc.stdout.decode().strip()
+    try:
+        reply = json.loads(out) if out else {}
+    except ValueError:
+        raise CniError(DELEGATE_FAILURE, f"IPAM plugin {plugin} printed invalid JSON", out[:200]) from None
+    if proc.returncode != 0:
+        raise CniError(int(reply.get("code", DELEGATE_FAILURE)), f"IPAM plugin {plugin}: {reply.get('msg', out)}",
+                       str(reply.get("details", "")))
+    return reply
+

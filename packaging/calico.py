@@ -1,0 +1,5 @@
+"""PyInstaller entry for the calico binary: no logic here, tests import what this runs."""
+
+from cni_calico.entrypoints import calico
+
+calico()

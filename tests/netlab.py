@@ -1,0 +1,103 @@
+"""Namespace lab for plugin tests: a simulated host netns, pod netns, etcd relayed into the host.
+
+Nothing is created in the machine's own namespace: every link, route and sysctl lives in a
+namespace made here, and every namespace is deleted by name at the end, even on failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from cni_calico.lab.relay import NetnsRelay
+
+from .conftest import PACKAGING
+
+NETNS_DIR = "/var/run/netns"
+BASE_LINKS = ["lo", "uplink", "uplink-peer"]  # what a simulated host holds before any pod
+
+
+def sh(*cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)}: {proc.stderr.strip()}")
+    return proc
+
+
+@dataclass
+class Lab:
+    etcd_port: int
+    prefix: str = field(default_factory=lambda: "cc" + uuid.uuid4().hex[:6])
+    namespaces: list[str] = field(default_factory=list)
+    relay: NetnsRelay | None = None
+
+    @property
+    def host(self) -> str:
+        return f"{self.prefix}-host"
+
+    @property
+    def etcd(self) -> str:
+        """etcd as the simulated host sees it (its own loopback, relayed)."""
+        return f"http://127.0.0.1:{self.etcd_port}"
+
+    def netns(self, name: str) -> str:
+        full = f"{self.prefix}-{name}"
+        sh("ip", "netns", "add", full)
+        self.namespaces.append(full)
+        return full
+
+    def start(self) -> Lab:
+        self.netns("host")
+        # A host is a router with somewhere to send traffic: proxy ARP answers for 169.254.1.1
+        # only when the host has a route to it, so give it a default route into an uplink (a veth
+        # pair inside the host namespace: this kernel may lack the dummy driver).
+        for cmd in (["link", "set", "lo", "up"], ["link", "add", "uplink", "type", "veth", "peer", "name", "uplink-peer"],
+                    ["link", "set", "uplink-peer", "up"],
+                    ["addr", "add", "192.0.2.1/24", "dev", "uplink"], ["link", "set", "uplink", "up"],
+                    ["route", "add", "default", "dev", "uplink"]):
+            sh("ip", "-n", self.host, *cmd)
+        sh("ip", "netns", "exec", self.host, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        self.relay = NetnsRelay(self.etcd_port)
+        self.relay.expose(f"{NETNS_DIR}/{self.host}")
+        return self
+
+    def stop(self) -> None:
+        if self.relay:
+            self.relay.close()
+        for name in reversed(self.namespaces):
+            sh("ip", "netns", "del", name, check=False)
+        self.namespaces.clear()
+
+    def pod(self, name: str) -> str:
+        return f"{NETNS_DIR}/{self.netns(name)}"
+
+    def conf(self, **extra: Any) -> dict[str, Any]:
+        return {"cniVersion": "1.0.0", "name": "net1", "type": "calico", "etcd_endpoints": self.etcd,
+                "nodename": "host1", "ipam_lock_file": "", "ipam": {"type": "calico-ipam"}, **extra}
+
+    def cni(self, command: str, config: dict[str, Any], *, container_id: str, netns: str, ifname: str = "eth0",
+            args: str = "", env: dict[str, str] | None = None,
+            plugin: str = "calico") -> tuple[int, dict[str, Any] | None, str]:
+        """Exec the plugin inside the simulated host, as a runtime on that host would."""
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("CNI_")}
+        full_env.update(CNI_COMMAND=command, CNI_CONTAINERID=container_id, CNI_NETNS=netns, CNI_IFNAME=ifname,
+                        CNI_ARGS=args, CNI_PATH="/usr/lib/cni", **(env or {}))
+        proc = subprocess.run(["ip", "netns", "exec", self.host, sys.executable, str(PACKAGING / f"{plugin}.py")],
+                              input=json.dumps(config).encode(), capture_output=True, env=full_env, timeout=120)
+        out = proc.stdout.decode().strip()
+        return proc.returncode, json.loads(out) if out else None, proc.stderr.decode()
+
+    def in_host(self, *cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return sh("ip", "netns", "exec", self.host, *cmd, check=check)
+
+    def host_links(self) -> list[str]:
+        out = sh("ip", "-n", self.host, "-o", "link", "show").stdout
+        return sorted(line.split(":")[1].strip().split("@")[0] for line in out.splitlines())
+
+    def host_routes(self) -> str:
+        return sh("ip", "-n", self.host, "route", "show").stdout

@@ -1,0 +1,184 @@
+"""The calico plugin on real netlink: a simulated host namespace, pods as namespaces, real packets."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Iterator
+
+import pytest
+
+from cni_calico import keys
+from cni_calico.admin import create_pool
+from cni_calico.datastore import EtcdDatastore
+from cni_calico.identity import Workload, host_veth_name
+from cni_calico.lab.etcd import PrivateEtcd
+
+from .netlab import BASE_LINKS, Lab, sh
+
+pytestmark = [pytest.mark.root, pytest.mark.etcd]
+
+if os.geteuid() != 0:
+    pytest.fail("the namespace tests need root (network namespaces)", pytrace=False)
+
+K8S_ARGS = "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME={pod};K8S_POD_INFRA_CONTAINER_ID={cid}"
+
+
+@pytest.fixture
+def lab(etcd_server: PrivateEtcd, etcd: str, etcd_store: EtcdDatastore) -> Iterator[Lab]:
+    create_pool(etcd_store, "p1", "10.100.0.0/16")
+    lab = Lab(etcd_server.port)
+    try:
+        yield lab.start()
+    finally:
+        lab.stop()
+
+
+def add_pod(lab: Lab, name: str, cid: str, **conf: Any) -> tuple[str, dict[str, Any]]:
+    netns = lab.pod(name)
+    status, out, err = lab.cni("ADD", lab.conf(**conf), container_id=cid, netns=netns,
+                               args=K8S_ARGS.format(pod=name, cid=cid))
+    assert status == 0, (out, err)
+    assert out is not None
+    return netns, out
+
+
+def ip_of(result: dict[str, Any]) -> str:
+    return str(result["ips"][0]["address"].split("/")[0])
+
+
+def test_two_pods_are_wired_calico_style_and_reach_each_other(lab: Lab, etcd_store: EtcdDatastore) -> None:
+    ns_a, res_a = add_pod(lab, "nginx", "cid-a")
+    ns_b, res_b = add_pod(lab, "redis", "cid-b")
+    a, b = ip_of(res_a), ip_of(res_b)
+
+    # Result: host veth then container interface with its sandbox, /32 addresses, default route.
+    veth_a = host_veth_name(Workload("cid-a", "default", "nginx"))
+    assert veth_a == "cali" + __import__("hashlib").sha1(b"default.nginx").hexdigest()[:11]
+    assert [i["name"] for i in res_a["interfaces"]] == [veth_a, "eth0"]
+    assert res_a["interfaces"][0]["mac"] == "ee:ee:ee:ee:ee:ee"
+    assert res_a["interfaces"][1]["sandbox"] == ns_a
+    assert res_a["ips"] == [{"address": f"{a}/32", "interface": 1}]
+
+    # Container side: /32 on eth0, link route to 169.254.1.1, default via it, forwarding off.
+    addr = sh("ip", "netns", "exec", os.path.basename(ns_a), "ip", "-o", "-4", "addr", "show", "eth0").stdout
+    assert f"inet {a}/32" in addr
+    routes = sh("ip", "netns", "exec", os.path.basename(ns_a), "ip", "route").stdout
+    assert "default via 169.254.1.1 dev eth0" in routes and "169.254.1.1 dev eth0 scope link" in routes
+    assert sh("ip", "netns", "exec", os.path.basename(ns_a), "sysctl", "-n", "net.ipv4.ip_forward").stdout.strip() == "0"
+
+    # Host side: the /32 route per pod, the Calico MAC, and the sysctls.
+    host_routes = lab.host_routes()
+    assert f"{a} dev {veth_a} scope link" in host_routes
+    link = sh("ip", "-n", lab.host, "link", "show", veth_a).stdout
+    assert "ee:ee:ee:ee:ee:ee" in link and "state UP" in link
+    for key, value in (("net.ipv4.conf.{}.proxy_arp", "1"), ("net.ipv4.conf.{}.forwarding", "1"),
+                       ("net.ipv4.conf.{}.route_localnet", "1"), ("net.ipv4.neigh.{}.proxy_delay", "0")):
+        assert lab.in_host("sysctl", "-n", key.format(veth_a)).stdout.strip() == value, key
+
+    # Real packets through the kernel: pod to pod both ways, and pod to host.
+    for src, dst in ((ns_a, b), (ns_b, a), (ns_a, "192.0.2.1")):
+        ping = sh("ip", "netns", "exec", os.path.basename(src), "ping", "-c", "1", "-W", "2", dst, check=False)
+        assert ping.returncode == 0, f"{src} -> {dst}: {ping.stdout}{ping.stderr}"
+
+    # The endpoint record, Calico's name and fields; and the profile of the namespace.
+    wep_key = keys.resource("workloadendpoints", "host1-k8s-nginx-eth0", "default")
+    wep = json.loads(etcd_store.get(wep_key).value)
+    assert wep["spec"] | {} == wep["spec"]
+    assert {k: wep["spec"][k] for k in ("orchestrator", "node", "pod", "endpoint", "interfaceName", "containerID")} \
+        == {"orchestrator": "k8s", "node": "host1", "pod": "nginx", "endpoint": "eth0", "interfaceName": veth_a,
+            "containerID": "cid-a"}
+    assert wep["spec"]["ipNetworks"] == [f"{a}/32"] and wep["spec"]["profiles"] == ["kns.default"]
+    assert wep["spec"]["mac"] == res_a["interfaces"][1]["mac"]
+    assert etcd_store.get(keys.resource("profiles", "kns.default")) is not None
+
+
+def test_check_passes_then_names_each_broken_piece(lab: Lab, etcd_store: EtcdDatastore) -> None:
+    netns, result = add_pod(lab, "web", "cid-w")
+    conf = lab.conf(prevResult=result)
+    args = K8S_ARGS.format(pod="web", cid="cid-w")
+    status, out, err = lab.cni("CHECK", conf, container_id="cid-w", netns=netns, args=args)
+    assert (status, out) == (0, None), err
+
+    veth = result["interfaces"][0]["name"]
+    sh("ip", "-n", lab.host, "route", "del", ip_of(result), "dev", veth)
+    status, out, _ = lab.cni("CHECK", conf, container_id="cid-w", netns=netns, args=args)
+    assert status == 1 and out is not None and out["code"] == 107 and "host route" in out["msg"]
+
+    sh("ip", "-n", lab.host, "route", "add", ip_of(result), "dev", veth, "scope", "link")
+    sh("ip", "-n", os.path.basename(netns), "route", "del", "default")
+    status, out, _ = lab.cni("CHECK", conf, container_id="cid-w", netns=netns, args=args)
+    assert status == 1 and out is not None and "default route" in out["msg"]
+
+    sh("ip", "-n", os.path.basename(netns), "route", "add", "default", "via", "169.254.1.1", "dev", "eth0")
+    wep_key = keys.resource("workloadendpoints", "host1-k8s-web-eth0", "default")
+    kv = etcd_store.get(wep_key)
+    etcd_store.delete(wep_key, kv.mod_revision)
+    status, out, _ = lab.cni("CHECK", conf, container_id="cid-w", netns=netns, args=args)
+    assert status == 1 and out is not None and "endpoint" in out["msg"]
+
+
+def test_del_leaves_nothing_and_is_repeatable(lab: Lab, etcd_store: EtcdDatastore) -> None:
+    netns, result = add_pod(lab, "db", "cid-d")
+    args = K8S_ARGS.format(pod="db", cid="cid-d")
+    for attempt_netns in (netns, netns, ""):  # again, and as containerd's second DEL with no netns
+        status, out, err = lab.cni("DEL", lab.conf(), container_id="cid-d", netns=attempt_netns, args=args)
+        assert (status, out) == (0, None), err
+    assert lab.host_links() == BASE_LINKS
+    assert ip_of(result) not in lab.host_routes()
+    assert etcd_store.list(keys.resource_prefix("workloadendpoints")) == []
+    assert etcd_store.list(keys.HANDLE_PREFIX) == []
+    status, _, err = lab.cni("DEL", lab.conf(), container_id="never-added", netns="/var/run/netns/nope")
+    assert status == 0, err
+
+
+def test_add_into_a_missing_netns_fails_cleanly(lab: Lab, etcd_store: EtcdDatastore) -> None:
+    status, out, err = lab.cni("ADD", lab.conf(), container_id="cid-x", netns="/var/run/netns/does-not-exist")
+    assert status == 1 and out is not None and out["code"] == 3, err
+    assert "Traceback" not in err
+    assert etcd_store.list(keys.HANDLE_PREFIX) == [] and lab.host_links() == BASE_LINKS
+
+
+def test_existing_interface_in_container_is_an_error(lab: Lab, etcd_store: EtcdDatastore) -> None:
+    netns = lab.pod("busy")
+    sh("ip", "-n", os.path.basename(netns), "link", "add", "eth0", "type", "veth", "peer", "name", "eth0-peer")
+    status, out, _ = lab.cni("ADD", lab.conf(), container_id="cid-busy", netns=netns)
+    assert status == 1 and out is not None and "already exists" in out["msg"]
+    assert etcd_store.list(keys.HANDLE_PREFIX) == [] and lab.host_links() == BASE_LINKS
+
+
+@pytest.mark.parametrize("step", ["ipam", "veth", "sysctl", "route", "endpoint", "done"])
+def test_failure_at_each_step_of_add_leaves_nothing_behind(lab: Lab, etcd_store: EtcdDatastore, step: str) -> None:
+    netns = lab.pod("victim")
+    status, out, err = lab.cni("ADD", lab.conf(), container_id="cid-v", netns=netns,
+                               env={"CNI_CALICO_TEST_FAIL_AT": step})
+    assert status == 1 and out is not None and f"injected failure at {step}" in out["msg"], err
+    assert lab.host_links() == BASE_LINKS
+    assert "10.100." not in lab.host_routes()
+    assert sh("ip", "-n", os.path.basename(netns), "-o", "link").stdout.count(":") >= 1
+    assert "eth0" not in sh("ip", "-n", os.path.basename(netns), "-o", "link").stdout
+    assert etcd_store.list(keys.HANDLE_PREFIX) == []
+    assert etcd_store.list(keys.resource_prefix("workloadendpoints")) == []
+
+
+def test_stale_host_veth_is_replaced(lab: Lab) -> None:
+    veth = host_veth_name(Workload("cid-s", "default", "stale"))
+    sh("ip", "-n", lab.host, "link", "add", veth, "type", "veth", "peer", "name", "stale-peer")
+    _, result = add_pod(lab, "stale", "cid-s")
+    assert result["interfaces"][0]["name"] == veth
+    assert "stale-peer" not in lab.host_links()  # the old pair went with the stale name
+
+
+def test_host_local_ipam_by_exec(lab: Lab) -> None:
+    conf = lab.conf(ipam={"type": "host-local", "subnet": "10.250.0.0/24",
+                          "dataDir": f"/tmp/{lab.prefix}-host-local"})
+    netns = lab.pod("hl")
+    try:
+        status, out, err = lab.cni("ADD", conf, container_id="cid-hl", netns=netns)
+        assert status == 0, (out, err)
+        assert out is not None and out["ips"][0]["address"].startswith("10.250.0.")
+        status, _, err = lab.cni("DEL", conf, container_id="cid-hl", netns=netns)
+        assert status == 0, err
+        assert lab.host_links() == BASE_LINKS
+    finally:
+        sh("rm", "-rf", f"/tmp/{lab.prefix}-host-local")
