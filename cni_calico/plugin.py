@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import subprocess
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterator
@@ -50,8 +51,10 @@ HOST_MAC = "ee:ee:ee:ee:ee:ee"
 GATEWAY_V4 = "169.254.1.1"
 GATEWAY_V6 = "fe80::ecee:eeff:feee:eeee"
 
-# A hook for fault-injection tests: the name of a step at which ADD must fail (never set in production).
+# Hooks for fault-injection tests (never set in production): the step of ADD at which to fail,
+# or `<step>:<marker file>` at which to create the marker and hang until killed.
 FAIL_AT_ENV = "CNI_CALICO_TEST_FAIL_AT"
+HANG_AT_ENV = "CNI_CALICO_TEST_HANG_AT"
 
 
 @dataclass
@@ -107,10 +110,14 @@ class CalicoPlugin:
 
     def _add(self, att: Attachment, ds: Datastore, host: Netns, container: Netns, undo: UndoStack) -> Result:
         fail_at = att.args.env.get(FAIL_AT_ENV, "")
+        hang_at, _, marker = att.args.env.get(HANG_AT_ENV, "").partition(":")
 
         def step(name: str) -> None:
             if fail_at == name:
                 raise CniError(DATAPLANE_FAILURE, f"injected failure at {name}")
+            if hang_at == name:
+                open(marker, "w").close()
+                time.sleep(600)
 
         if container.link(att.args.ifname) is not None:
             raise CniError(DATAPLANE_FAILURE, f"interface {att.args.ifname} already exists in {att.args.netns}",

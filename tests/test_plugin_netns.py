@@ -182,3 +182,118 @@ def test_host_local_ipam_by_exec(lab: Lab) -> None:
         assert lab.host_links() == BASE_LINKS
     finally:
         sh("rm", "-rf", f"/tmp/{lab.prefix}-host-local")
+
+
+@pytest.mark.parametrize("step", ["veth", "route", "endpoint"])
+def test_kill_9_mid_add_then_del_leaves_nothing(lab: Lab, etcd_store: EtcdDatastore, step: str, tmp_path: Any) -> None:
+    import subprocess
+    import sys
+    import time
+
+    from .conftest import PACKAGING
+
+    netns = lab.pod("killed")
+    marker = tmp_path / "hanging"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CNI_")}
+    env.update(CNI_COMMAND="ADD", CNI_CONTAINERID="cid-k", CNI_NETNS=netns, CNI_IFNAME="eth0", CNI_PATH="/usr/lib/cni",
+               CNI_CALICO_TEST_HANG_AT=f"{step}:{marker}")
+    proc = subprocess.Popen(["ip", "netns", "exec", lab.host, sys.executable, str(PACKAGING / "calico.py")],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    try:
+        assert proc.stdin is not None
+        proc.stdin.write(json.dumps(lab.conf()).encode())
+        proc.stdin.close()
+        deadline = time.monotonic() + 60
+        while not marker.exists():
+            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+            assert time.monotonic() < deadline, "the plugin never reached the step"
+            time.sleep(0.05)
+    finally:
+        proc.kill()  # SIGKILL: no undo runs
+        proc.wait(10)
+    assert etcd_store.list(keys.HANDLE_PREFIX) != []  # the kill really left an allocation behind
+    status, out, err = lab.cni("DEL", lab.conf(), container_id="cid-k", netns=netns)
+    assert (status, out) == (0, None), err
+    assert lab.host_links() == BASE_LINKS
+    assert "eth0" not in sh("ip", "-n", os.path.basename(netns), "-o", "link").stdout
+    assert etcd_store.list(keys.HANDLE_PREFIX) == []
+    assert etcd_store.list(keys.resource_prefix("workloadendpoints")) == []
+
+
+def test_dual_stack_pod_gets_v6_wiring(lab: Lab, etcd_store: EtcdDatastore) -> None:
+    create_pool(etcd_store, "v6", "fd80:24e2:f998:72d6::/64")
+    lab.in_host("sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
+    netns, result = add_pod(lab, "dual", "cid-6", ipam={"type": "calico-ipam", "assign_ipv6": "true"})
+    v6 = next(ip["address"] for ip in result["ips"] if ":" in ip["address"])
+    assert v6.endswith("/128")
+    name = os.path.basename(netns)
+    assert f"inet6 {v6}" in sh("ip", "-n", name, "-6", "-o", "addr", "show", "eth0").stdout
+    assert "default via fe80::ecee:eeff:feee:eeee dev eth0" in sh("ip", "-n", name, "-6", "route").stdout
+    assert sh("ip", "netns", "exec", name, "sysctl", "-n", "net.ipv6.conf.eth0.accept_dad").stdout.strip() == "0"
+    veth = result["interfaces"][0]["name"]
+    assert f"{v6.split('/')[0]} dev {veth}" in sh("ip", "-n", lab.host, "-6", "route").stdout
+    assert lab.in_host("sysctl", "-n", f"net.ipv6.conf.{veth}.proxy_ndp").stdout.strip() == "1"
+
+
+@pytest.mark.parametrize("version", ["0.2.0", "0.4.0", "1.1.0"])
+def test_result_in_callers_version(lab: Lab, version: str) -> None:
+    netns = lab.pod("v")
+    status, out, err = lab.cni("ADD", lab.conf(cniVersion=version), container_id="cid-ver", netns=netns)
+    assert status == 0 and out is not None, err
+    assert out["cniVersion"] == version
+    if version == "0.2.0":
+        assert out["ip4"]["ip"].endswith("/32") and "interfaces" not in out
+    else:
+        assert out["ips"][0]["address"].endswith("/32") and len(out["interfaces"]) == 2
+        assert ("version" in out["ips"][0]) == (version == "0.4.0")
+
+
+def test_gc_removes_vanished_attachments(lab: Lab, etcd_store: EtcdDatastore) -> None:
+    add_pod(lab, "keep", "cid-keep")
+    add_pod(lab, "gone", "cid-gone")
+    conf = lab.conf(cniVersion="1.1.0", **{"cni.dev/valid-attachments": [{"containerID": "cid-keep", "ifname": "eth0"}]})
+    status, out, err = lab.cni("GC", conf, container_id="", netns="")
+    assert (status, out) == (0, None), err
+    weps = [kv.key.rsplit("/", 1)[1] for kv in etcd_store.list(keys.resource_prefix("workloadendpoints"))]
+    assert weps == ["host1-k8s-keep-eth0"]
+    assert [kv.key.rsplit("/", 1)[1] for kv in etcd_store.list(keys.HANDLE_PREFIX)] == ["net1.cid-keep"]
+    status, out, err = lab.cni("STATUS", conf, container_id="", netns="")
+    assert (status, out) == (0, None), err
+
+
+@pytest.mark.parametrize("mutate, env, code", [
+    (lambda c: "{not json", {}, 6),
+    (lambda c: {**c, "cniVersion": "9.9.9"}, {}, 1),
+    (lambda c: {**c, "mtu": 10}, {}, 7),
+    (lambda c: {**c, "ipam": {"type": "calico-ipam", "ipv4_pools": ["10.0.0.0/99"]}}, {}, 7),
+    (lambda c: {**c, "ipam": {"type": "no-such-ipam"}}, {}, 109),
+    (lambda c: c, {"CNI_NETNS": ""}, 4),
+    (lambda c: c, {"CNI_ARGS": "IP=10.200.0.1"}, 104),
+])
+def test_bad_input_to_calico_changes_nothing(lab: Lab, etcd_store: EtcdDatastore, mutate: Any,
+                                            env: dict[str, str], code: int) -> None:
+    netns = lab.pod("bad")
+    before = [(kv.key, kv.mod_revision) for kv in etcd_store.list("/calico")]
+    config = mutate(lab.conf())
+    raw = config if isinstance(config, str) else json.dumps(config)
+    status, out, err = _raw_add(lab, raw, env.get("CNI_NETNS", netns), env.get("CNI_ARGS", ""))
+    assert status == 1 and out is not None and out["code"] == code, (out, err)
+    assert "Traceback" not in err
+    assert [(kv.key, kv.mod_revision) for kv in etcd_store.list("/calico")] == before
+    assert lab.host_links() == BASE_LINKS
+
+
+def _raw_add(lab: Lab, raw: str, netns: str, cni_args: str) -> tuple[int, dict[str, Any] | None, str]:
+    """ADD with stdin exactly as given (Lab.cni always sends valid JSON)."""
+    import subprocess
+    import sys
+
+    from .conftest import PACKAGING
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CNI_")}
+    env.update(CNI_COMMAND="ADD", CNI_CONTAINERID="cid-bad", CNI_NETNS=netns, CNI_IFNAME="eth0", CNI_PATH="/usr/lib/cni",
+               CNI_ARGS=cni_args)
+    proc = subprocess.run(["ip", "netns", "exec", lab.host, sys.executable, str(PACKAGING / "calico.py")],
+                          input=raw.encode(), capture_output=True, env=env, timeout=60)
+    out = proc.stdout.decode().strip()
+    return proc.returncode, json.loads(out) if out else None, proc.stderr.decode()
