@@ -6,9 +6,11 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # etcd-server: the datastore the tests and the demo start privately; iproute2, iputils-ping:
-# namespaces and real packets; containernetworking-plugins: host-local for IPAM delegation;
+# namespaces and real packets; containernetworking-plugins: host-local, portmap, tuning;
+# podman, runc, busybox-static, iptables, util-linux (nsenter): the real-runtime test;
 # python3-venv: the virtualenv.
-SYSTEM_PACKAGES := etcd-server etcd-client iproute2 iputils-ping containernetworking-plugins python3-venv
+SYSTEM_PACKAGES := etcd-server etcd-client iproute2 iputils-ping containernetworking-plugins \
+	podman runc busybox-static iptables util-linux python3-venv
 
 .PHONY: all system-deps venv test test-unit demo clean
 
