@@ -80,15 +80,16 @@ class Lab:
         return {"cniVersion": "1.0.0", "name": "net1", "type": "calico", "etcd_endpoints": self.etcd,
                 "nodename": "host1", "ipam_lock_file": "", "ipam": {"type": "calico-ipam"}, **extra}
 
-    def cni(self, command: str, config: dict[str, Any], *, container_id: str, netns: str, ifname: str = "eth0",
+    def cni(self, command: str, config: dict[str, Any] | str, *, container_id: str, netns: str, ifname: str = "eth0",
             args: str = "", env: dict[str, str] | None = None,
             plugin: str = "calico") -> tuple[int, dict[str, Any] | None, str]:
-        """Exec the plugin inside the simulated host, as a runtime on that host would."""
+        """Exec the plugin inside the simulated host, as a runtime on that host would (a str is sent as is)."""
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("CNI_")}
         full_env.update(CNI_COMMAND=command, CNI_CONTAINERID=container_id, CNI_NETNS=netns, CNI_IFNAME=ifname,
                         CNI_ARGS=args, CNI_PATH="/usr/lib/cni", **(env or {}))
+        stdin = config if isinstance(config, str) else json.dumps(config)
         proc = subprocess.run(["ip", "netns", "exec", self.host, sys.executable, str(PACKAGING / f"{plugin}.py")],
-                              input=json.dumps(config).encode(), capture_output=True, env=full_env, timeout=120)
+                              input=stdin.encode(), capture_output=True, env=full_env, timeout=120)
         out = proc.stdout.decode().strip()
         return proc.returncode, json.loads(out) if out else None, proc.stderr.decode()
 

@@ -274,26 +274,32 @@ def test_bad_input_to_calico_changes_nothing(lab: Lab, etcd_store: EtcdDatastore
                                             env: dict[str, str], code: int) -> None:
     netns = lab.pod("bad")
     before = [(kv.key, kv.mod_revision) for kv in etcd_store.list("/calico")]
-    config = mutate(lab.conf())
-    raw = config if isinstance(config, str) else json.dumps(config)
-    status, out, err = _raw_add(lab, raw, env.get("CNI_NETNS", netns), env.get("CNI_ARGS", ""))
+    status, out, err = lab.cni("ADD", mutate(lab.conf()), container_id="cid-bad",
+                               netns=env.get("CNI_NETNS", netns), args=env.get("CNI_ARGS", ""))
     assert status == 1 and out is not None and out["code"] == code, (out, err)
     assert "Traceback" not in err
     assert [(kv.key, kv.mod_revision) for kv in etcd_store.list("/calico")] == before
     assert lab.host_links() == BASE_LINKS
 
 
-def _raw_add(lab: Lab, raw: str, netns: str, cni_args: str) -> tuple[int, dict[str, Any] | None, str]:
-    """ADD with stdin exactly as given (Lab.cni always sends valid JSON)."""
-    import subprocess
-    import sys
+def test_mtu_is_honoured_on_both_ends(lab: Lab) -> None:
+    netns, result = add_pod(lab, "jumbo", "cid-mtu", mtu=1400)
+    assert "mtu 1400" in sh("ip", "-n", os.path.basename(netns), "link", "show", "eth0").stdout
+    assert "mtu 1400" in sh("ip", "-n", lab.host, "link", "show", result["interfaces"][0]["name"]).stdout
 
-    from .conftest import PACKAGING
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CNI_")}
-    env.update(CNI_COMMAND="ADD", CNI_CONTAINERID="cid-bad", CNI_NETNS=netns, CNI_IFNAME="eth0", CNI_PATH="/usr/lib/cni",
-               CNI_ARGS=cni_args)
-    proc = subprocess.run(["ip", "netns", "exec", lab.host, sys.executable, str(PACKAGING / "calico.py")],
-                          input=raw.encode(), capture_output=True, env=env, timeout=60)
-    out = proc.stdout.decode().strip()
-    return proc.returncode, json.loads(out) if out else None, proc.stderr.decode()
+def test_two_hosts_on_one_pool_use_different_blocks(lab: Lab, etcd_server: PrivateEtcd) -> None:
+    other = Lab(etcd_server.port)
+    try:
+        other.start()
+        _, here = add_pod(lab, "a", "cid-h1")
+        status, there, err = other.cni("ADD", {**other.conf(), "nodename": "host2"}, container_id="cid-h2",
+                                       netns=other.pod("b"))
+        assert status == 0 and there is not None, err
+        import netaddr
+
+        block_here = netaddr.IPNetwork(f"{ip_of(here)}/26").cidr
+        block_there = netaddr.IPNetwork(f"{ip_of(there)}/26").cidr
+        assert block_here != block_there
+    finally:
+        other.stop()
