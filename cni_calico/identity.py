@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import socket
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -59,8 +60,6 @@ def _escape(segment: str) -> str:
 
 def host_veth_name(workload: Workload) -> str:
     """`cali` + 11 hex of sha1("<namespace>.<pod>") for pods, `cali` + the container ID's head otherwise."""
-    import hashlib
-
     if workload.pod:
         return "cali" + hashlib.sha1(f"{workload.namespace}.{workload.pod}".encode()).hexdigest()[:11]
     return "cali" + workload.container_id[:11]

@@ -103,10 +103,9 @@ class IpamPlugin:
     # ------------------------------------------------------------ GC
 
     def gc(self, args: CmdArgs) -> None:
-        with self._session(args) as (conf, client), host_lock(conf.ipam_lock_file):
-            for handle in sorted(stale_handles(conf, client, args.config.get(VALID_ATTACHMENTS))):
-                log.info("GC: releasing %s", handle)
-                client.release_handle(handle)
+        valid = valid_container_ids(args.config)  # refuse a malformed list before changing anything
+        with self._session(args) as (conf, client):
+            collect(conf, client, valid)
 
 
 def assign(conf: NetConf, client: IpamClient, args: CmdArgs) -> Result:
@@ -162,13 +161,21 @@ def check(conf: NetConf, client: IpamClient, container_id: str) -> list[netaddr.
     return held
 
 
-def stale_handles(conf: NetConf, client: IpamClient, valid: Any) -> set[str]:
-    if valid is None:
-        valid = []
+def valid_container_ids(config: Mapping[str, Any]) -> set[str]:
+    """The container IDs of `cni.dev/valid-attachments` (GC); a malformed list is code 7."""
+    valid = config.get(VALID_ATTACHMENTS) or []
     if not isinstance(valid, list) or not all(isinstance(a, dict) and a.get("containerID") for a in valid):
         raise CniError(INVALID_NETWORK_CONFIG, f"{VALID_ATTACHMENTS} must be a list of {{containerID, ifname}}")
-    keep = {handle_id(conf.name, a["containerID"]) for a in valid}
-    return client.handles_on_node(prefix=f"{conf.name}.") - keep
+    return {str(a["containerID"]) for a in valid}
+
+
+def collect(conf: NetConf, client: IpamClient, valid_ids: set[str]) -> None:
+    """GC: release this node's handles of this network whose container is not in `valid_ids`."""
+    keep = {handle_id(conf.name, cid) for cid in valid_ids}
+    with host_lock(conf.ipam_lock_file):
+        for handle in sorted(client.handles_on_node(prefix=f"{conf.name}.") - keep):
+            log.info("GC: releasing %s", handle)
+            client.release_handle(handle)
 
 
 def _result(addresses: list[netaddr.IPNetwork]) -> Result:

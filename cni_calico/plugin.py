@@ -28,6 +28,7 @@ from .errors import (
     DATAPLANE_FAILURE,
     DELEGATE_FAILURE,
     INVALID_NETWORK_CONFIG,
+    TRY_AGAIN_LATER,
     CniError,
 )
 from .identity import Workload, determine_nodename, endpoint_name, endpoint_namespace, host_veth_name
@@ -71,9 +72,12 @@ class Attachment:
         return host_veth_name(self.workload)
 
     @property
+    def endpoint_name(self) -> str:
+        return endpoint_name(self.node, self.workload, self.args.ifname)
+
+    @property
     def endpoint_key(self) -> str:
-        return workload_endpoint_key(endpoint_namespace(self.workload),
-                                     endpoint_name(self.node, self.workload, self.args.ifname))
+        return workload_endpoint_key(endpoint_namespace(self.workload), self.endpoint_name)
 
     @property
     def uses_calico_ipam(self) -> bool:
@@ -187,7 +191,7 @@ class CalicoPlugin:
         profile = f"kns.{att.workload.namespace}" if att.workload.pod else att.conf.name
         ds.create(profile_key(profile), to_json(allow_all_profile(profile)))  # shared: never undone
         namespace = endpoint_namespace(att.workload)
-        name = att.endpoint_key.rsplit("/", 1)[1]
+        name = att.endpoint_name
         wep = WorkloadEndpoint(
             metadata=Metadata(name=name, namespace=namespace, labels={
                 "projectcalico.org/namespace": namespace,
@@ -201,7 +205,7 @@ class CalicoPlugin:
         existing = ds.get(att.endpoint_key)
         expect = existing.mod_revision if existing else 0
         if not ds.txn({att.endpoint_key: expect}, {att.endpoint_key: to_json(wep)}):
-            raise CniError(11, f"endpoint {name} changed while being written; retry")
+            raise CniError(TRY_AGAIN_LATER, f"endpoint {name} changed while being written; retry")
         undo.push(f"endpoint {name}", lambda: _delete_key(ds, att.endpoint_key))
 
     # ------------------------------------------------------------ DEL
@@ -214,9 +218,9 @@ class CalicoPlugin:
                 delegate(att.conf.ipam.type, "DEL", args)
             _delete_key(ds, att.endpoint_key)
             with Netns(None) as host:
-                host.delete_link(att.host_ifname)  # takes the container side and the /32 route with it
-            if args.netns and os.path.exists(args.netns):
-                with Netns(args.netns) as container:
+                had_veth = host.delete_link(att.host_ifname)  # takes the container side and /32 route with it
+            if not had_veth and args.netns and os.path.exists(args.netns):
+                with Netns(args.netns) as container:  # a half-made ADD may have left only the container side
                     container.delete_link(args.ifname)
 
     # ------------------------------------------------------------ CHECK
@@ -246,17 +250,16 @@ class CalicoPlugin:
             delegate(conf.ipam.type, "STATUS", args)
 
     def gc(self, args: CmdArgs) -> None:
+        valid = calico_ipam.valid_container_ids(args.config)  # refuse a malformed list before changing anything
         with self._session(args) as (att, ds):
-            valid = {a.get("containerID") for a in args.config.get(calico_ipam.VALID_ATTACHMENTS) or []
-                     if isinstance(a, dict)}
             for kv in ds.list(keys.resource_prefix("workloadendpoints")):
                 spec = json.loads(kv.value).get("spec", {})
                 if spec.get("node") == att.node and spec.get("containerID") not in valid:
                     log.info("GC: removing endpoint %s", kv.key)
                     ds.delete(kv.key, kv.mod_revision)
-        if att.uses_calico_ipam:
-            calico_ipam.IpamPlugin(self.datastore_factory).gc(args)
-        else:
+            if att.uses_calico_ipam:
+                calico_ipam.collect(att.conf, IpamClient(ds, att.node), valid)
+        if not att.uses_calico_ipam:
             delegate(att.conf.ipam.type, "GC", args)
 
 

@@ -84,7 +84,6 @@ def test_two_pods_are_wired_calico_style_and_reach_each_other(lab: Lab, etcd_sto
     # The endpoint record, Calico's name and fields; and the profile of the namespace.
     wep_key = keys.resource("workloadendpoints", "host1-k8s-nginx-eth0", "default")
     wep = json.loads(etcd_store.get(wep_key).value)
-    assert wep["spec"] | {} == wep["spec"]
     assert {k: wep["spec"][k] for k in ("orchestrator", "node", "pod", "endpoint", "interfaceName", "containerID")} \
         == {"orchestrator": "k8s", "node": "host1", "pod": "nginx", "endpoint": "eth0", "interfaceName": veth_a,
             "containerID": "cid-a"}
@@ -155,7 +154,6 @@ def test_failure_at_each_step_of_add_leaves_nothing_behind(lab: Lab, etcd_store:
     assert status == 1 and out is not None and f"injected failure at {step}" in out["msg"], err
     assert lab.host_links() == BASE_LINKS
     assert "10.100." not in lab.host_routes()
-    assert sh("ip", "-n", os.path.basename(netns), "-o", "link").stdout.count(":") >= 1
     assert "eth0" not in sh("ip", "-n", os.path.basename(netns), "-o", "link").stdout
     assert etcd_store.list(keys.HANDLE_PREFIX) == []
     assert etcd_store.list(keys.resource_prefix("workloadendpoints")) == []
@@ -251,6 +249,12 @@ def test_result_in_callers_version(lab: Lab, version: str) -> None:
 def test_gc_removes_vanished_attachments(lab: Lab, etcd_store: EtcdDatastore) -> None:
     add_pod(lab, "keep", "cid-keep")
     add_pod(lab, "gone", "cid-gone")
+    bad = lab.conf(cniVersion="1.1.0", **{"cni.dev/valid-attachments": "cid-keep"})
+    before = [(kv.key, kv.mod_revision) for kv in etcd_store.list("/calico")]
+    status, out, _ = lab.cni("GC", bad, container_id="", netns="")
+    assert status == 1 and out is not None and out["code"] == 7
+    assert [(kv.key, kv.mod_revision) for kv in etcd_store.list("/calico")] == before  # refused before any change
+
     conf = lab.conf(cniVersion="1.1.0", **{"cni.dev/valid-attachments": [{"containerID": "cid-keep", "ifname": "eth0"}]})
     status, out, err = lab.cni("GC", conf, container_id="", netns="")
     assert (status, out) == (0, None), err
