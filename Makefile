@@ -8,11 +8,11 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # etcd-server: the datastore the tests and the demo start privately; iproute2, iputils-ping:
 # namespaces and real packets; containernetworking-plugins: host-local, portmap, tuning;
 # podman, runc, busybox-static, iptables, util-linux (nsenter): the real-runtime test;
-# python3-venv: the virtualenv.
+# bird2: the BGP daemon calico-node drives; python3-venv: the virtualenv.
 SYSTEM_PACKAGES := etcd-server etcd-client iproute2 iputils-ping containernetworking-plugins \
-	podman runc busybox-static iptables util-linux python3-venv
+	podman runc busybox-static iptables util-linux bird2 python3-venv
 
-.PHONY: all system-deps venv test test-unit demo clean
+.PHONY: all system-deps venv test test-unit demo demo-clean clean
 
 all: test
 
@@ -43,8 +43,16 @@ test: venv
 test-unit: venv
 	$(BIN)/pytest -q -m "not etcd and not root and not bird"
 
+# The multi-host lab: HOSTS simulated hosts (network namespaces) with calico-node + BIRD each,
+# PODS pods per host, then node status, routes, blocks and cross-host pings. Cleans up after itself.
+HOSTS ?= 2
+PODS  ?= 2
 demo: venv
-	$(BIN)/python -m cni_calico.lab.demo
+	$(BIN)/python -m cni_calico.lab.demo --hosts $(HOSTS) --pods $(PODS)
+
+# Only needed after a demo was killed: removes its namespaces, processes (by PID) and etcd.
+demo-clean: venv
+	$(BIN)/python -m cni_calico.lab.demo --clean
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache

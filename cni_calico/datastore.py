@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import threading
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 from urllib.parse import urlsplit
 
 from .errors import INVALID_NETWORK_CONFIG, TRY_AGAIN_LATER, CniError
@@ -33,8 +34,53 @@ class KeyValue:
     create_revision: int
 
 
+@dataclass(frozen=True)
+class WatchEvent:
+    key: str
+    value: str | None  # None: the key was deleted
+    mod_revision: int
+
+
+class WatchLost(Exception):
+    """The watch cannot continue (history compacted, stream broken): take a new snapshot."""
+
+
+class Watch:
+    """Batches of events after a start revision, in revision order; fed by the datastore."""
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue[list[WatchEvent] | Exception | None] = queue.Queue()
+        self._cancel: Callable[[], None] = lambda: None
+        self.cancelled = False
+
+    def _deliver(self, item: list[WatchEvent] | Exception) -> None:
+        self._queue.put(item)
+
+    def next_batch(self, timeout: float | None = None) -> list[WatchEvent]:
+        """The next batch of events ([] on timeout); WatchLost when the watch has ended."""
+        try:
+            item = self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return []
+        if item is None:
+            raise WatchLost("watch cancelled")
+        if isinstance(item, Exception):
+            self.cancel()
+            raise item if isinstance(item, WatchLost) else WatchLost(str(item) or type(item).__name__)
+        return item
+
+    def cancel(self) -> None:
+        if not self.cancelled:
+            self.cancelled = True
+            try:
+                self._cancel()
+            except Exception as exc:  # the stream may already be gone with etcd; nothing to undo
+                log.debug("cancelling a watch: %s", exc)
+            self._queue.put(None)
+
+
 class Datastore:
-    """The interface; subclasses implement get, list, txn and close."""
+    """The interface; subclasses implement get, list, txn, snapshot, watch and close."""
 
     def get(self, key: str) -> KeyValue | None:
         raise NotImplementedError
@@ -46,6 +92,14 @@ class Datastore:
     def txn(self, expect: Mapping[str, int], put: Mapping[str, str] | None = None,
             delete: Iterable[str] = ()) -> bool:
         """If every key in `expect` has that mod revision (0: absent), apply the writes; True if applied."""
+        raise NotImplementedError
+
+    def snapshot(self, prefix: str) -> tuple[list[KeyValue], int]:
+        """All keys under `prefix` and the store revision they were read at (watch from revision + 1)."""
+        raise NotImplementedError
+
+    def watch(self, prefix: str, start_revision: int) -> Watch:
+        """Every change under `prefix` from `start_revision` on; WatchLost if that history is gone."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -75,6 +129,9 @@ class MemoryDatastore(Datastore):
         self._lock = threading.Lock()
         self._data: dict[str, KeyValue] = {}
         self.revision = 1  # etcd starts at 1 with an empty store
+        self._history: list[WatchEvent] = []  # every change since the compaction point
+        self._compacted = 1
+        self._watchers: list[tuple[str, Watch]] = []
 
     def get(self, key: str) -> KeyValue | None:
         with self._lock:
@@ -96,12 +153,45 @@ class MemoryDatastore(Datastore):
             if not put and not any(k in self._data for k in delete):
                 return True  # etcd does not bump the revision for a no-op
             self.revision += 1
+            events = []
             for key, value in put.items():
                 old = self._data.get(key)
                 self._data[key] = KeyValue(key, value, self.revision, old.create_revision if old else self.revision)
+                events.append(WatchEvent(key, value, self.revision))
             for key in delete:
-                self._data.pop(key, None)
+                if self._data.pop(key, None) is not None:
+                    events.append(WatchEvent(key, None, self.revision))
+            self._history.extend(events)
+            self._notify(events)
             return True
+
+    def _notify(self, events: list[WatchEvent]) -> None:
+        self._watchers = [(p, w) for p, w in self._watchers if not w.cancelled]
+        for prefix, watch in self._watchers:
+            batch = [e for e in events if e.key.startswith(prefix)]
+            if batch:
+                watch._deliver(batch)
+
+    def snapshot(self, prefix: str) -> tuple[list[KeyValue], int]:
+        with self._lock:
+            return [kv for key, kv in sorted(self._data.items()) if key.startswith(prefix)], self.revision
+
+    def watch(self, prefix: str, start_revision: int) -> Watch:
+        with self._lock:
+            if start_revision <= self._compacted:
+                raise WatchLost(f"revision {start_revision} has been compacted (at {self._compacted})")
+            watch = Watch()
+            past = [e for e in self._history if e.mod_revision >= start_revision and e.key.startswith(prefix)]
+            if past:
+                watch._deliver(past)
+            self._watchers.append((prefix, watch))
+            return watch
+
+    def compact(self, revision: int) -> None:
+        """Forget history up to `revision`, as etcd's compaction does; live watches are unaffected."""
+        with self._lock:
+            self._compacted = max(self._compacted, revision)
+            self._history = [e for e in self._history if e.mod_revision > revision]
 
 
 @dataclass(frozen=True)
@@ -220,6 +310,62 @@ class EtcdDatastore(Datastore):
             return bool(succeeded)
 
         return self._call(attempt)
+
+    def snapshot(self, prefix: str) -> tuple[list[KeyValue], int]:
+        def read(client):  # type: ignore[no-untyped-def]
+            response = client.get_prefix_response(prefix, sort_order="ascend", sort_target="key")
+            return response.header.revision, [
+                KeyValue(kv.key.decode(), kv.value.decode(), kv.mod_revision, kv.create_revision)
+                for kv in response.kvs]
+
+        revision, rows = self._call(read)
+        return rows, revision
+
+    def watch(self, prefix: str, start_revision: int) -> Watch:
+        watch = Watch()
+        exceptions = self._etcd3.exceptions
+
+        def on_response(response) -> None:  # type: ignore[no-untyped-def]
+            # Called on etcd3's watcher thread: a response, or an exception when the stream ends.
+            if isinstance(response, Exception):
+                watch._deliver(WatchLost(f"etcd watch ended: {response}"))
+                return
+            batch = [WatchEvent(e.key.decode(), None if isinstance(e, self._etcd3.events.DeleteEvent)
+                                else e.value.decode(), e.mod_revision) for e in response.events]
+            if batch:
+                watch._deliver(batch)
+
+        self._quiet_watcher_thread()
+        try:
+            watch_id = self._call(lambda c: c.add_watch_prefix_callback(prefix, on_response,
+                                                                        start_revision=start_revision))
+        except exceptions.RevisionCompactedError as exc:
+            raise WatchLost(f"revision {start_revision} has been compacted") from exc
+        except exceptions.WatchTimedOut as exc:
+            raise WatchLost("etcd did not accept the watch in time") from exc
+        client = self._client
+        watch._cancel = lambda: client.cancel_watch(watch_id)
+        return watch
+
+    def _quiet_watcher_thread(self) -> None:
+        # etcd3's watcher thread reopens its stream forever; once close() has closed the channel it
+        # dies with "Channel closed!" and a traceback on stderr. That is the thread's normal end here.
+        watcher = self._client.watcher
+        if getattr(watcher, "_cni_calico_quiet", False):
+            return
+        run = watcher._run
+
+        def run_until_closed() -> None:
+            try:
+                run()
+            except ValueError:
+                log.debug("etcd watch thread ended with its channel")
+
+        watcher._run = run_until_closed
+        watcher._cni_calico_quiet = True
+
+    def compact(self, revision: int) -> None:
+        self._call(lambda c: c.compact(revision, physical=True))
 
     def close(self) -> None:
         self._client.close()

@@ -58,11 +58,20 @@ def _escape(segment: str) -> str:
     return segment.replace("-", "--")
 
 
+_HEX = frozenset("0123456789abcdef")
+
+
 def host_veth_name(workload: Workload) -> str:
-    """`cali` + 11 hex of sha1("<namespace>.<pod>") for pods, `cali` + the container ID's head otherwise."""
+    """`cali` + 11 hex of sha1("<namespace>.<pod>") for pods; for plain containers Calico's
+    `cali` + the container ID's head when that head is a runtime's random hex ID. Other IDs
+    (`cnitool-...`, names chosen by hand) share prefixes, and a shared name would replace the
+    other container's veth as stale: those are hashed whole instead."""
     if workload.pod:
         return "cali" + hashlib.sha1(f"{workload.namespace}.{workload.pod}".encode()).hexdigest()[:11]
-    return "cali" + workload.container_id[:11]
+    head = workload.container_id[:11]
+    if len(head) == 11 and set(head) <= _HEX:
+        return "cali" + head
+    return "cali" + hashlib.sha1(workload.container_id.encode()).hexdigest()[:11]
 
 
 def endpoint_name(node: str, workload: Workload, ifname: str) -> str:

@@ -305,6 +305,27 @@ class IpamClient:
         except Exception:  # the original failure is what the user must see
             log.exception("could not release handle %s while undoing a failed assignment", handle_id)
 
+    def release_empty_blocks(self) -> list[netaddr.IPNetwork]:
+        """Give up this node's empty affine blocks (Calico's ReleaseHostAffinities): block and
+        affinity go in one transaction, so the route for a block never outlives its ownership.
+        Blocks still holding addresses stay; returns the blocks released."""
+        released = []
+        for version in (4, 6):
+            for affinity_kv in self.ds.list(keys.affinity_prefix(self.node, version)):
+                cidr = keys.cidr_from_segment(affinity_kv.key.rsplit("/", 1)[1])
+                found = self.block(cidr)
+                if found is None:
+                    expect, delete = {affinity_kv.key: affinity_kv.mod_revision}, [affinity_kv.key]
+                else:
+                    block, revision = found
+                    if not block.is_empty() or block.host != self.node:
+                        continue
+                    expect = {affinity_kv.key: affinity_kv.mod_revision, keys.block(cidr): revision}
+                    delete = [affinity_kv.key, keys.block(cidr)]
+                if self.ds.txn(expect, delete=delete):
+                    released.append(cidr)
+        return released
+
     def handles_on_node(self, prefix: str = "") -> set[str]:
         """Handles holding addresses whose allocation attributes name this node."""
         found = set()

@@ -140,6 +140,33 @@ class Netns:
                 out.append(netaddr.IPNetwork(f"{address}/{msg['prefixlen']}"))
         return out
 
+    def interface_addresses(self, version: int) -> list[tuple[str, netaddr.IPNetwork]]:
+        """(interface name, address) of every non-link-local address of one family, in link order."""
+        names = {msg["index"]: msg.get_attr("IFLA_IFNAME") for msg in self.ipr.get_links()}
+        found = []
+        for msg in self.ipr.get_addr(family=2 if version == 4 else 10):
+            address = msg.get_attr("IFA_ADDRESS")
+            if address and not netaddr.IPAddress(address).is_link_local():
+                found.append((msg["index"], names.get(msg["index"], "?"),
+                              netaddr.IPNetwork(f"{address}/{msg['prefixlen']}")))
+        return [(name, address) for _, name, address in sorted(found, key=lambda item: item[0])]
+
+    def ensure_ipip_tunnel(self, name: str, address: netaddr.IPAddress, mtu: int = 1440) -> Link:
+        """tunl0 up with `address`/32 (the kernel creates tunl0 with the ipip module; add it if absent)."""
+        link = self.link(name)
+        if link is None:
+            self._netlink(f"create ipip tunnel {name} (does this kernel have ipip?)", self.ipr.link, "add",
+                          ifname=name, kind="ipip")
+            link = self.link(name)
+            assert link is not None
+        if str(address) not in {str(a.ip) for a in self.addresses(link.index)}:
+            for old in self.addresses(link.index):  # one tunnel address: a changed one replaces the old
+                self._netlink(f"remove {old} from {name}", self.ipr.addr, "del", index=link.index,
+                              address=str(old.ip), prefixlen=old.prefixlen)
+            self.add_address(link.index, netaddr.IPNetwork(f"{address}/32"))
+        self._netlink(f"set {name} up", self.ipr.link, "set", index=link.index, state="up", mtu=mtu)
+        return link
+
     def add_route(self, dst: netaddr.IPNetwork, index: int, gateway: str | None = None) -> None:
         """`dst dev <index> scope link`, or `dst via gateway dev <index>`."""
         kwargs: dict[str, Any] = {"dst": str(dst.cidr), "oif": index, "proto": RTPROT_BOOT}

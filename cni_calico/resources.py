@@ -91,8 +91,20 @@ class IPPool(_Open):
         return self.spec.network
 
 
+class NodeBGPSpec(_Open):
+    ipv4Address: str | None = None  # CIDR form, e.g. 192.0.2.11/24, as Calico stores it
+    ipv6Address: str | None = None
+    asNumber: int | None = Field(default=None, ge=1, le=4294967295)
+    ipv4IPIPTunnelAddr: str | None = None
+
+    @property
+    def ipv4(self) -> str | None:
+        """The bare BGP address (without the prefix length)."""
+        return self.ipv4Address.split("/")[0] if self.ipv4Address else None
+
+
 class NodeSpec(_Open):
-    bgp: dict[str, Any] | None = None
+    bgp: NodeBGPSpec | None = None
 
 
 class Node(_Open):
@@ -100,6 +112,67 @@ class Node(_Open):
     apiVersion: str = API_VERSION
     metadata: Metadata
     spec: NodeSpec = Field(default_factory=NodeSpec)
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+
+DEFAULT_AS = 64512
+
+
+class BGPConfigurationSpec(_Open):
+    asNumber: int | None = Field(default=None, ge=1, le=4294967295)
+    nodeToNodeMeshEnabled: bool | None = None
+    logSeverityScreen: str | None = None
+
+
+class BGPConfiguration(_Open):
+    """Only the resource named `default` is global; `node.<name>` ones are per node (as Calico)."""
+
+    kind: str = "BGPConfiguration"
+    apiVersion: str = API_VERSION
+    metadata: Metadata
+    spec: BGPConfigurationSpec = Field(default_factory=BGPConfigurationSpec)
+
+
+class BGPPeerSpec(_Open):
+    peerIP: str
+    asNumber: int = Field(ge=1, le=4294967295)
+    node: str | None = None  # set: only that node peers (a "node specific" peer)
+    nodeSelector: str | None = None
+    peerSelector: str | None = None
+
+    @field_validator("peerIP")
+    @classmethod
+    def _valid_ip(cls, value: str) -> str:
+        address = value.rsplit(":", 1)[0] if value.count(":") == 1 else value  # ip:port form
+        try:
+            netaddr.IPAddress(address.strip("[]"))
+        except (netaddr.AddrFormatError, ValueError) as exc:
+            raise ValueError(f"invalid peerIP {value!r}") from exc
+        return value
+
+
+class BGPPeer(_Open):
+    kind: str = "BGPPeer"
+    apiVersion: str = API_VERSION
+    metadata: Metadata
+    spec: BGPPeerSpec
+
+
+class ClusterInformationSpec(_Open):
+    clusterGUID: str = ""
+    clusterType: str = ""
+    calicoVersion: str = ""
+    datastoreReady: bool = True
+
+
+class ClusterInformation(_Open):
+    kind: str = "ClusterInformation"
+    apiVersion: str = API_VERSION
+    metadata: Metadata
+    spec: ClusterInformationSpec = Field(default_factory=ClusterInformationSpec)
 
 
 class IPAMConfig(BaseModel):
@@ -127,6 +200,18 @@ def pool_key(name: str) -> str:
 
 def node_key(name: str) -> str:
     return keys.resource("nodes", name)
+
+
+def bgp_peer_key(name: str) -> str:
+    return keys.resource("bgppeers", name)
+
+
+def bgp_configuration_key(name: str = "default") -> str:
+    return keys.resource("bgpconfigurations", name)
+
+
+def cluster_information_key() -> str:
+    return keys.resource("clusterinformations", "default")
 
 
 class WorkloadEndpointSpec(_Open):

@@ -1,75 +1,182 @@
-"""`make demo`: a private etcd, a pool, and calico-ipam executed as a runtime would for two nodes.
+"""`make demo`: a private etcd, N simulated hosts with calico-node + BIRD, pods on each, real traffic.
 
+Run: python -m cni_calico.lab.demo [--hosts N] [--pods K]; `--clean` removes what an interrupted
+run left behind (its state file names every namespace, PID and directory it made).
 Everything it starts is stopped on the way out (normal exit, error or Ctrl-C).
 """
 
 from __future__ import annotations
 
-import io
+import argparse
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
-from typing import Any
+from typing import Sequence
+
 
 from .. import admin, keys
 from ..block import AllocationBlock
 from ..datastore import EtcdDatastore
+from .cluster import Cluster, Host, sh
 from .etcd import PrivateEtcd
 
-POOL_CIDR = "10.100.0.0/16"
-NODES = ("151node", "152node")
+POOL_CIDR = "10.100.0.0/16"  # the seed's pool
+PREFIX = "ccdemo"
+STATE = Path("/tmp/cni-calico-demo.json")
 
 
-def calico_ipam(command: str, etcd: str, node: str, container_id: str) -> tuple[int, dict[str, Any] | None]:
-    config = {"cniVersion": "1.0.0", "name": "calico-k8s-network", "type": "calico-ipam",
-              "etcd_endpoints": etcd, "nodename": node, "ipam_lock_file": "", "ipam": {"type": "calico-ipam"}}
-    env = {**os.environ, "CNI_COMMAND": command, "CNI_CONTAINERID": container_id,
-           "CNI_NETNS": f"/var/run/netns/{container_id}", "CNI_IFNAME": "eth0", "CNI_PATH": "/opt/cni/bin",
-           "CNI_ARGS": f"K8S_POD_NAMESPACE=default;K8S_POD_NAME={container_id}"}
-    binary = Path(sys.executable).with_name("calico-ipam")
-    proc = subprocess.run([str(binary)], input=json.dumps(config).encode(), capture_output=True, env=env)
-    out = proc.stdout.decode().strip()
-    return proc.returncode, json.loads(out) if out else None
+def banner(text: str) -> None:
+    print(f"\n=== {text}", flush=True)
 
 
-def show(ds: EtcdDatastore, title: str) -> None:
-    print(f"\n== {title}")
-    out = io.StringIO()
-    print(f"{'BLOCK':<22}{'AFFINITY':<18}{'IN USE':<8}ADDRESSES", file=out)
-    for kv in ds.list(keys.block_prefix(4)):
-        block = AllocationBlock.from_json(kv.value)
-        used = ", ".join(f"{ip} ({a.secondary.get('pod', '?') if a.secondary else '?'})"
-                         for ip, a in block.allocated())
-        print(f"{block.cidr:<22}{block.affinity or '-':<18}{block.in_use:<8}{used or '-'}", file=out)
-    print(out.getvalue().rstrip())
+def wait_for(what: str, check, timeout: float = 60) -> float:  # type: ignore[no-untyped-def]
+    start = time.monotonic()
+    while not check():
+        if time.monotonic() - start > timeout:
+            raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.05)
+    return time.monotonic() - start
 
 
-def run() -> int:
-    with PrivateEtcd() as etcd:
-        print(f"etcd (private, pid {etcd.process.pid if etcd.process else '?'}) at {etcd.endpoint}")
-        with EtcdDatastore(etcd.endpoint) as ds:
-            pool = admin.create_pool(ds, "demo-pool", POOL_CIDR, natOutgoing=True)
-            print(f"created IPPool {pool.name} {pool.network} (blockSize {pool.spec.block_prefixlen})")
-            pods = [(node, f"{node[:3]}-pod{i}") for node in NODES for i in range(3)]
-            for node, pod in pods:
-                status, out = calico_ipam("ADD", etcd.endpoint, node, pod)
-                shown = out["ips"][0]["address"] if status == 0 and out else out
-                print(f"ADD {pod:<12} on {node}: {shown}")
-                if status != 0:
-                    return 1
-            show(ds, "blocks after ADD (each node claimed its own /26)")
-            for node, pod in pods[::2]:
-                status, _ = calico_ipam("DEL", etcd.endpoint, node, pod)
-                print(f"DEL {pod:<12} on {node}: {'ok' if status == 0 else 'FAILED'}")
-            show(ds, "blocks after releasing every other pod")
-            status, out = calico_ipam("ADD", etcd.endpoint, NODES[0], "late-pod")
-            print(f"\nADD late-pod on {NODES[0]}: {out['ips'][0]['address'] if out and status == 0 else out}"
-                  "  (released addresses wait at the tail of the free list)")
-    print("\nprivate etcd stopped and its data removed")
+def established(cluster: Cluster, host: Host) -> bool:
+    out = cluster.calicoctl(host, "node", "status").stdout
+    return out.count("Established") == len(cluster.hosts) - 1
+
+
+def blocks_of(ds: EtcdDatastore) -> list[AllocationBlock]:
+    return [AllocationBlock.from_json(kv.value) for kv in ds.list(keys.block_prefix(4))]
+
+
+def routes_complete(cluster: Cluster, ds: EtcdDatastore) -> bool:
+    """Every host has a blackhole for its own blocks and a proto-bird route for everyone else's."""
+    for block in blocks_of(ds):
+        owner = (block.affinity or "").removeprefix("host:")
+        for host in cluster.hosts:
+            table = cluster.routes(host)
+            want = f"blackhole {block.cidr} proto bird" if host.name == owner else f"{block.cidr} via "
+            if want not in table:
+                return False
+    return True
+
+
+def save_state(etcd: PrivateEtcd, cluster: Cluster) -> None:
+    STATE.write_text(json.dumps({"etcd_pid": etcd.process.pid if etcd.process else None, "etcd_dir": etcd.data_dir,
+                                 "prefix": cluster.prefix, "workdir": str(cluster.workdir)}))
+
+
+def clean() -> int:
+    """Remove what a killed demo left: processes inside its namespaces (by PID), namespaces, files."""
+    state = json.loads(STATE.read_text()) if STATE.exists() else {}
+    prefix = state.get("prefix", PREFIX)
+    names = [n.split()[0] for n in sh("ip", "netns", "list").stdout.splitlines() if n.startswith(f"{prefix}-")]
+    for name in names:
+        for pid in sh("ip", "netns", "pids", name, check=False).stdout.split():
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except (OSError, ValueError):
+                pass
+    for name in sorted(names, reverse=True):
+        sh("ip", "netns", "del", name, check=False)
+    if state.get("etcd_pid"):
+        try:
+            cmdline = Path(f"/proc/{state['etcd_pid']}/cmdline").read_bytes()
+            if state["etcd_dir"].encode() in cmdline:  # still our etcd, not a recycled PID
+                os.kill(state["etcd_pid"], signal.SIGKILL)
+        except OSError:
+            pass
+    for key in ("etcd_dir", "workdir"):
+        if state.get(key):
+            shutil.rmtree(state[key], ignore_errors=True)
+    STATE.unlink(missing_ok=True)
+    print(f"removed {len(names)} namespaces" + (" and the demo's etcd" if state.get("etcd_pid") else ""))
     return 0
 
 
+def run(hosts: int, pods: int) -> int:
+    if STATE.exists():
+        print("a previous demo left state behind: cleaning it first")
+        clean()
+    names = [f"{151 + i}node" for i in range(hosts)]  # the seed's hosts were 151node and 152node
+    with PrivateEtcd() as etcd, EtcdDatastore(etcd.endpoint) as ds:
+        print(f"etcd (private, pid {etcd.process.pid if etcd.process else '?'}) at {etcd.endpoint}")
+        pool = admin.create_pool(ds, "demo-pool", POOL_CIDR, natOutgoing=True)
+        print(f"IPPool {pool.name}: {pool.network}, blockSize {pool.spec.block_prefixlen}, natOutgoing")
+        cluster = Cluster(etcd.port, prefix=PREFIX, node_names=names)
+        save_state(etcd, cluster)
+        with cluster:
+            banner(f"{hosts} simulated hosts on one link ({', '.join(f'{h.name} {h.ip}' for h in cluster.hosts)}); "
+                   "starting calico-node + BIRD on each")
+            for host in cluster.hosts:
+                cluster.start_agent(host, wait=False)
+            for host in cluster.hosts:
+                cluster.wait_ready(host)
+                print(f"  {host.name}: calico-node ready (pid {host.agent.pid if host.agent else '?'}, "
+                      f"BIRD pid {cluster.bird_pid(host)})")
+            took = wait_for("the BGP mesh", lambda: all(established(cluster, h) for h in cluster.hosts))
+            print(f"  full mesh Established after {took:.1f} s")
+
+            banner(f"creating {pods} pods per host with the calico CNI plugin ({cluster.plugin_path('calico')})")
+            addresses: dict[tuple[str, str], str] = {}
+            for host in cluster.hosts:
+                for i in range(1, pods + 1):
+                    pod = f"pod{i}"
+                    addresses[(host.name, pod)] = cluster.add_pod(host, pod)
+                    print(f"  {host.name}/{pod}: {addresses[(host.name, pod)]}")
+            took = wait_for("block routes on every host", lambda: routes_complete(cluster, ds))
+            print(f"  every host routes every block {took:.2f} s after the last pod was added")
+
+            for host in cluster.hosts:
+                banner(f"{host.name}: calicoctl node status")
+                print(cluster.calicoctl(host, "node", "status").stdout.rstrip())
+                banner(f"{host.name}: ip route")
+                print(cluster.routes(host).rstrip())
+
+            banner("IPAM blocks")
+            print(f"{'BLOCK':<20}{'NODE':<10}{'IN USE':<8}")
+            for block in blocks_of(ds):
+                print(f"{str(block.cidr):<20}{(block.affinity or '').removeprefix('host:'):<10}{block.in_use:<8}")
+
+            banner("pod-to-pod traffic across hosts (real ICMP through the hosts' routes)")
+            failures = 0
+            for (src_host, src_pod), _ in addresses.items():
+                for (dst_host, dst_pod), dst_ip in addresses.items():
+                    if src_host == dst_host:
+                        continue
+                    ok = cluster.ping(cluster.host(src_host), src_pod, dst_ip)
+                    failures += not ok
+                    print(f"  {src_host}/{src_pod} -> {dst_host}/{dst_pod} ({dst_ip}): {'ok' if ok else 'FAILED'}")
+            verdict = "all reached" if not failures else f"{failures} FAILED"
+            banner(f"result: {verdict}; cleaning up (agents, BIRDs, namespaces, etcd)")
+        STATE.unlink(missing_ok=True)
+    print("done: nothing left behind")
+    return 1 if failures else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="demo", description=__doc__.splitlines()[0])
+    p.add_argument("--hosts", type=int, default=int(os.environ.get("HOSTS", "2")))
+    p.add_argument("--pods", type=int, default=int(os.environ.get("PODS", "2")))
+    p.add_argument("--clean", action="store_true", help="only remove what an interrupted demo left behind")
+    args = p.parse_args(argv)
+    if args.clean:
+        return clean()
+    if not 1 <= args.hosts <= 50 or not 1 <= args.pods <= 50:
+        print("demo: --hosts and --pods must be between 1 and 50", file=sys.stderr)
+        return 2
+    try:
+        return run(args.hosts, args.pods)
+    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+        print(f"demo failed: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted: cleaned up", file=sys.stderr)
+        return 130
+
+
 if __name__ == "__main__":
-    sys.exit(run())
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""calicoctl: the command line users manage cni-calico with."""

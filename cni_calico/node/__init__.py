@@ -1,0 +1,1 @@
+"""calico-node: the per-host agent (node registration, BIRD, IPIP, health)."""

@@ -1,0 +1,287 @@
+"""calico-node: one long-running agent per host.
+
+Start-up registers the node; then the agent keeps a copy of etcd current by watching
+(snapshot, then watch from the snapshot's revision; a lost watch means a fresh snapshot) and
+after every relevant change re-derives BIRD's configuration, reloading BIRD only when the text
+changed. BIRD is restarted if it dies, and on shutdown it is stopped in graceful-restart mode so
+that neither this host's kernel nor its peers drop routes while the agent is away.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+
+from ..datastore import Datastore, WatchLost
+from ..errors import CniError
+from . import startup, view
+from .bird import BirdDaemon
+from .bird_config import render
+from .birdctl import BirdControl, BirdError
+from .cache import WATCH_PREFIX, Cache
+from .config import AgentConfig
+from .health import HealthServer
+from .metrics import Registry
+from .status import peers_from_protocols
+
+log = logging.getLogger(__name__)
+
+TICK = 1.0  # how often BIRD's liveness is checked while etcd is quiet
+PEER_REFRESH = 5.0  # seconds between BGP session gauges updates
+MAX_BACKOFF = 10.0
+GRACEFUL_MARKER = "bird.graceful"  # left by a graceful stop: the next start recovers
+
+
+def _declare(metrics: Registry) -> None:
+    for name, kind, text in (
+        ("calico_node_ready", "gauge", "1 when the agent is in sync with etcd and BIRD runs"),
+        ("calico_node_resyncs_total", "counter", "full snapshots taken from etcd (start and lost watches)"),
+        ("calico_node_watch_events_total", "counter", "etcd watch events received"),
+        ("calico_node_syncs_total", "counter", "times the derived state was recomputed"),
+        ("calico_node_bird_reloads_total", "counter", "BIRD configuration reloads"),
+        ("calico_node_bird_reload_failures_total", "counter", "reloads BIRD refused"),
+        ("calico_node_bird_restarts_total", "counter", "times BIRD was found dead and started again"),
+        ("calico_node_affine_blocks", "gauge", "confirmed IPAM blocks affine to this node"),
+        ("calico_node_bgp_peers", "gauge", "BGP sessions by state"),
+        ("calico_node_datastore_errors_total", "counter", "failed attempts to reach etcd"),
+    ):
+        metrics.declare(name, kind, text)
+
+
+def _live_pid(pid_file: Path) -> int | None:
+    try:
+        pid = int(pid_file.read_text().strip())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None
+    return pid
+
+
+class Agent:
+    def __init__(self, config: AgentConfig, datastore: Datastore, stop: threading.Event | None = None) -> None:
+        self.config = config
+        self.ds = datastore
+        self.stop = stop or threading.Event()
+        self.cache = Cache()
+        self.metrics = Registry()
+        _declare(self.metrics)
+        self.name = ""
+        self.rendered: str | None = None
+        self.synced = False
+        self.heartbeat = time.monotonic()
+        self.problem = ""  # the last dataplane problem, shown by /readiness
+        self.bird: BirdDaemon | None = None
+        if config.backend == "bird":
+            self.bird = BirdDaemon(config.bird_config, config.bird_socket, config.bird_pid, binary=config.bird_binary)
+        self._peers_checked = 0.0
+
+    # ------------------------------------------------------------ start-up
+
+    def start_up(self) -> None:
+        # Everything that can be refused is decided before anything is written.
+        self.name = startup.node_name(self.config)
+        address = self._address()
+        startup.write_nodename_file(self.config.nodename_file, self.name)
+        startup.enable_forwarding()
+        self._retry(lambda: self._register(address), "registering the node")
+
+    def _register(self, address) -> None:  # type: ignore[no-untyped-def]
+        info = startup.ensure_cluster_information(self.ds)
+        while not startup.datastore_ready(info) and not self.stop.is_set():
+            log.warning("ClusterInformation says the datastore is not ready; waiting")
+            self.stop.wait(2)
+            info = startup.ensure_cluster_information(self.ds)
+        startup.register_node(self.ds, self.name, address, self.config.as_number)
+        startup.ensure_default_pool(self.ds, self.config)
+
+    def _address(self):  # type: ignore[no-untyped-def]
+        ip = self.config.ip.strip()
+        if ip.lower() == "none":
+            return None
+        if ip.lower() != "autodetect":
+            return startup.parse_ip(ip)
+        from ..netns import Netns
+        from .autodetect import AutodetectError, choose
+
+        with Netns(None) as here:
+            interfaces = here.interface_addresses(4)
+        try:
+            address = choose(self.config.ip_autodetection_method, interfaces)
+        except AutodetectError as exc:
+            raise startup.StartupError(str(exc)) from None
+        log.info("autodetected BGP address %s (%s)", address, self.config.ip_autodetection_method)
+        return address
+
+    # ------------------------------------------------------------ the loop
+
+    def run(self) -> None:
+        """Start up, then follow etcd until `stop` is set; BIRD is left in graceful-restart state."""
+        self.config.run_path.mkdir(parents=True, exist_ok=True)
+        other = _live_pid(self.config.agent_pid)
+        if other is not None and other != os.getpid():
+            raise startup.StartupError(f"calico-node already runs for {self.config.run_dir} (pid {other})")
+        health = None
+        if self.config.health_port:
+            try:
+                health = HealthServer(self.config.health_host, self.config.health_port, self.metrics,
+                                      self.liveness, self.readiness).start()
+            except OSError as exc:
+                raise startup.StartupError(f"health port {self.config.health_host}:{self.config.health_port}: "
+                                           f"{exc.strerror}") from None
+        self.config.agent_pid.write_text(str(os.getpid()))
+        try:
+            self.start_up()
+            backoff = 0.5
+            while not self.stop.is_set():
+                try:
+                    self._follow()
+                    backoff = 0.5
+                except WatchLost as exc:
+                    log.info("watch lost (%s): taking a new snapshot", exc)
+                except CniError as exc:  # etcd unreachable: keep the dataplane as it is and retry
+                    self.metrics.inc("calico_node_datastore_errors_total")
+                    self.synced = False
+                    log.warning("%s; retrying in %.1f s", exc.msg, backoff)
+                    self.stop.wait(backoff)
+                    backoff = min(backoff * 2, MAX_BACKOFF)
+        finally:
+            self.shutdown()
+            if health:
+                health.stop()
+            self.config.agent_pid.unlink(missing_ok=True)
+
+    def _follow(self) -> None:
+        rows, revision = self.ds.snapshot(WATCH_PREFIX)
+        self.metrics.inc("calico_node_resyncs_total")
+        self.cache.load(rows, revision)
+        self.sync()
+        watch = self.ds.watch(WATCH_PREFIX, revision + 1)
+        self.synced = True
+        try:
+            while not self.stop.is_set():
+                self.heartbeat = time.monotonic()
+                batch = watch.next_batch(timeout=TICK)
+                if batch:
+                    self.metrics.inc("calico_node_watch_events_total", len(batch))
+                    if self.cache.apply(batch):
+                        self.sync()
+                self.supervise()
+        finally:
+            self.synced = False
+            watch.cancel()
+
+    def sync(self) -> None:
+        """Re-derive everything from the cache and apply what changed."""
+        self.metrics.inc("calico_node_syncs_total")
+        self._sync_ipip()
+        inp = view.bird_input(self.cache, self.name, str(self.config.bird_log))
+        self.metrics.set("calico_node_affine_blocks", len(inp.blocks) if inp else 0)
+        if self.bird is None:
+            return
+        if inp is None:
+            log.warning("node %s has no IPv4 BGP address in etcd: BGP is not configured", self.name)
+            return
+        text = render(inp)
+        if text == self.rendered and self.bird.alive():
+            return
+        self._write_config(text)
+        if self.bird.alive():
+            try:
+                self.bird.reload()
+                self.metrics.inc("calico_node_bird_reloads_total")
+                log.info("BIRD reloaded: %d peers, %d blocks", len(inp.peers), len(inp.blocks))
+            except BirdError as exc:
+                self.metrics.inc("calico_node_bird_reload_failures_total")
+                self.problem = f"BIRD refused the new configuration: {exc}"
+                log.error(self.problem)
+                return
+        else:
+            # After a graceful stop the kernel still holds the routes BIRD learned: recovery mode
+            # keeps them until the sessions are back, instead of flushing them at the first scan.
+            marker = self.config.run_path / GRACEFUL_MARKER
+            self.bird.start(graceful_recovery=marker.exists())
+            marker.unlink(missing_ok=True)
+            log.info("BIRD started (pid %s)", self.bird.pid)
+        self.rendered = text
+        self.problem = ""
+
+    def _write_config(self, text: str) -> None:
+        path: Path = self.config.bird_config
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
+
+    def _sync_ipip(self) -> None:
+        from .ipip import TUNNEL_DEVICE, ensure_tunnel_address
+
+        pools = view.pools(self.cache)
+        address = ensure_tunnel_address(self.ds, self.name, pools)
+        if address is None:
+            return
+        from ..netns import Netns
+
+        try:
+            with Netns(None) as here:
+                here.ensure_ipip_tunnel(TUNNEL_DEVICE, address)
+        except CniError as exc:  # e.g. a kernel without the ipip driver: routing still works, IPIP not
+            self.problem = f"IPIP: {exc.msg}"
+            log.error(self.problem)
+
+    def supervise(self) -> None:
+        if self.bird is None or self.rendered is None:
+            return
+        if self.bird.restart_if_dead():
+            self.metrics.inc("calico_node_bird_restarts_total")
+            log.warning("BIRD had died: restarted it (pid %s)", self.bird.pid)
+        now = time.monotonic()
+        if now - self._peers_checked >= PEER_REFRESH:
+            self._peers_checked = now
+            try:
+                peers = peers_from_protocols(BirdControl(self.config.bird_socket, timeout=2).protocols())
+            except BirdError:
+                return
+            counts: dict[tuple[tuple[str, str], ...], float] = {}
+            for peer in peers:
+                key = (("state", peer.info or peer.state),)
+                counts[key] = counts.get(key, 0) + 1
+            self.metrics.replace("calico_node_bgp_peers", counts)
+
+    def shutdown(self) -> None:
+        if self.bird is not None and self.bird.alive():
+            log.info("stopping BIRD in graceful-restart mode (routes stay while the agent is away)")
+            self.bird.stop(graceful=True)
+            (self.config.run_path / GRACEFUL_MARKER).touch()
+
+    # ------------------------------------------------------------ health
+
+    def liveness(self) -> tuple[bool, str]:
+        stale = time.monotonic() - self.heartbeat
+        return (stale < 30, f"loop last ran {stale:.1f} s ago")
+
+    def readiness(self) -> tuple[bool, str]:
+        if not self.synced:
+            return False, "not in sync with etcd"
+        if self.bird is not None and not self.bird.alive():
+            return False, "BIRD is not running"
+        if self.problem:
+            return False, self.problem
+        return True, f"ready: node {self.name}, in sync at revision {self.cache.revision}"
+
+    # ------------------------------------------------------------ helpers
+
+    def _retry(self, action, what: str) -> None:  # type: ignore[no-untyped-def]
+        backoff = 0.5
+        while True:
+            try:
+                action()
+                return
+            except CniError as exc:
+                if self.stop.is_set():
+                    raise
+                self.metrics.inc("calico_node_datastore_errors_total")
+                log.warning("%s: %s; retrying in %.1f s", what, exc.msg, backoff)
+                self.stop.wait(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)

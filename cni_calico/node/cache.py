@@ -1,0 +1,47 @@
+"""The agent's copy of what etcd holds: loaded from a snapshot, kept current by watch events.
+
+Pure: no I/O. Keys the agent never reads (allocation blocks, handles: they change on every
+pod start) are dropped on the way in, so a busy node does not wake the renderer for nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from .. import keys
+from ..datastore import KeyValue, WatchEvent
+
+WATCH_PREFIX = "/calico/"
+IGNORED_PREFIXES = (keys.IPAM + "assignment/", keys.HANDLE_PREFIX)
+
+
+def relevant(key: str) -> bool:
+    return key.startswith(WATCH_PREFIX) and not key.startswith(IGNORED_PREFIXES)
+
+
+@dataclass
+class Cache:
+    values: dict[str, str] = field(default_factory=dict)
+    revision: int = 0  # the store revision this copy is current at
+
+    def load(self, rows: Iterable[KeyValue], revision: int) -> None:
+        self.values = {kv.key: kv.value for kv in rows if relevant(kv.key)}
+        self.revision = revision
+
+    def apply(self, events: Iterable[WatchEvent]) -> bool:
+        """Apply a batch; True if anything the agent reads changed."""
+        changed = False
+        for event in events:
+            self.revision = max(self.revision, event.mod_revision)
+            if not relevant(event.key):
+                continue
+            if event.value is None:
+                changed |= self.values.pop(event.key, None) is not None
+            elif self.values.get(event.key) != event.value:
+                self.values[event.key] = event.value
+                changed = True
+        return changed
+
+    def under(self, prefix: str) -> dict[str, str]:
+        return {k: v for k, v in self.values.items() if k.startswith(prefix)}

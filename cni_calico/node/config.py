@@ -1,0 +1,117 @@
+"""The agent's settings, from Calico's environment variable names (flags override them)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ..resources import DEFAULT_POOL_CIDR
+
+# Calico's variable -> our field. Anything else in the environment is ignored.
+ENV_NAMES = {
+    "NODENAME": "nodename",
+    "HOSTNAME_FILE": "nodename_file",
+    "IP": "ip",
+    "IP_AUTODETECTION_METHOD": "ip_autodetection_method",
+    "AS": "as_number",
+    "CALICO_NETWORKING_BACKEND": "backend",
+    "ETCD_ENDPOINTS": "etcd_endpoints",
+    "ETCD_KEY_FILE": "etcd_key_file",
+    "ETCD_CERT_FILE": "etcd_cert_file",
+    "ETCD_CA_CERT_FILE": "etcd_ca_cert_file",
+    "NO_DEFAULT_POOLS": "no_default_pools",
+    "CALICO_IPV4POOL_CIDR": "ipv4pool_cidr",
+    "CALICO_IPV4POOL_BLOCK_SIZE": "ipv4pool_block_size",
+    "CALICO_IPV4POOL_IPIP": "ipv4pool_ipip",
+    "CALICO_IPV4POOL_NAT_OUTGOING": "ipv4pool_nat_outgoing",
+    "CALICO_RUN_DIR": "run_dir",
+    "CALICO_HEALTH_HOST": "health_host",
+    "CALICO_HEALTH_PORT": "health_port",
+    "CALICO_LOG_LEVEL": "log_level",
+    "CALICO_LOG_FILE": "log_file",
+    "CALICO_BIRD_BINARY": "bird_binary",
+}
+
+_IPIP_MODES = {"": "Never", "never": "Never", "off": "Never", "false": "Never", "always": "Always",
+               "crosssubnet": "CrossSubnet", "cross-subnet": "CrossSubnet"}
+
+
+class AgentConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    nodename: str | None = None
+    nodename_file: str = "/var/lib/calico/nodename"
+    ip: str = "autodetect"  # "autodetect", "none", or an address with an optional prefix length
+    ip_autodetection_method: str = "first-found"
+    as_number: int | None = Field(default=None, ge=1, le=4294967295)
+    backend: Literal["bird", "none"] = "bird"
+    etcd_endpoints: str = "http://127.0.0.1:2379"
+    etcd_key_file: str | None = None
+    etcd_cert_file: str | None = None
+    etcd_ca_cert_file: str | None = None
+    no_default_pools: bool = False
+    ipv4pool_cidr: str = DEFAULT_POOL_CIDR
+    ipv4pool_block_size: int = 26
+    ipv4pool_ipip: str = "Never"
+    ipv4pool_nat_outgoing: bool = True
+    run_dir: str = "/var/run/calico"
+    health_host: str = "127.0.0.1"
+    health_port: int = Field(default=9099, ge=0, le=65535)  # 0: no health server
+    log_level: str = "info"
+    log_file: str | None = None
+    bird_binary: str = "bird"
+
+    @field_validator("ipv4pool_ipip", mode="before")
+    @classmethod
+    def _ipip_mode(cls, value: object) -> str:
+        mode = _IPIP_MODES.get(str(value).strip().lower())
+        if mode is None:
+            raise ValueError(f"CALICO_IPV4POOL_IPIP must be Never, Always or CrossSubnet, not {value!r}")
+        return mode
+
+    @field_validator("as_number", mode="before")
+    @classmethod
+    def _empty_as(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @property
+    def run_path(self) -> Path:
+        return Path(self.run_dir)
+
+    @property
+    def bird_config(self) -> Path:
+        return self.run_path / "bird.cfg"
+
+    @property
+    def bird_socket(self) -> Path:
+        return self.run_path / "bird.ctl"
+
+    @property
+    def bird_pid(self) -> Path:
+        return self.run_path / "bird.pid"
+
+    @property
+    def bird_log(self) -> Path:
+        return self.run_path / "bird.log"
+
+    @property
+    def agent_pid(self) -> Path:
+        return self.run_path / "calico-node.pid"
+
+
+class ConfigError(ValueError):
+    """A setting the agent cannot start with; the message names it."""
+
+
+def load(env: Mapping[str, str], overrides: Mapping[str, object] | None = None) -> AgentConfig:
+    values: dict[str, object] = {field: env[name] for name, field in ENV_NAMES.items() if env.get(name, "") != ""}
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    try:
+        return AgentConfig.model_validate(values)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = str(err["loc"][0]) if err["loc"] else ""
+        name = next((n for n, f in ENV_NAMES.items() if f == field), field)
+        raise ConfigError(f"{name}: {err['msg']}") from None

@@ -1,0 +1,61 @@
+"""IPIP: the node's tunnel address (allocated from an IPIP pool) and the tunl0 device.
+
+Calico gives each node one address from an IPIP pool, under the handle
+`ipip-tunnel-addr-<node>`, records it on the Node (`spec.bgp.ipv4IPIPTunnelAddr`) and puts it
+on tunl0, so traffic the host itself sends through the tunnel has a routable source.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import netaddr
+
+from ..datastore import Datastore
+from ..ipam_client import IpamClient, Request
+from ..resources import IPPool, Node, node_key, to_json
+
+log = logging.getLogger(__name__)
+
+TUNNEL_DEVICE = "tunl0"
+
+
+def handle_id(node: str) -> str:
+    return f"ipip-tunnel-addr-{node}"
+
+
+def ipip_pools(pools: list[IPPool]) -> list[IPPool]:
+    return [p for p in pools if p.network.version == 4 and p.spec.ipipMode != "Never" and not p.spec.disabled]
+
+
+def ensure_tunnel_address(ds: Datastore, node: str, pools: list[IPPool]) -> netaddr.IPAddress | None:
+    """The node's tunnel address while an IPIP pool exists; released (and cleared) when none does."""
+    client = IpamClient(ds, node)
+    wanted = ipip_pools(pools)
+    held = client.addresses_of(handle_id(node))
+    if held and not any(held[0].ip in p.network for p in wanted):
+        client.release_handle(handle_id(node))  # its pool stopped being an IPIP pool
+        held = []
+    if not wanted:
+        _record(ds, node, None)
+        return None
+    if not held:
+        held = client.auto_assign(Request(handle_id(node), {"node": node, "type": "ipipTunnelAddress"},
+                                          pools_v4=[p.name for p in wanted]))
+    address = held[0].ip
+    _record(ds, node, str(address))
+    return address
+
+
+def _record(ds: Datastore, node: str, address: str | None) -> None:
+    for _ in range(20):
+        kv = ds.get(node_key(node))
+        if kv is None:
+            return
+        current = Node.model_validate_json(kv.value)
+        if current.spec.bgp is None or current.spec.bgp.ipv4IPIPTunnelAddr == address:
+            return
+        current.spec.bgp.ipv4IPIPTunnelAddr = address
+        if ds.update(kv.key, to_json(current), kv.mod_revision):
+            log.info("node %s: IPIP tunnel address %s", node, address or "removed")
+            return

@@ -1,0 +1,3 @@
+from cni_calico.node.main import main
+
+main()

@@ -1,0 +1,3 @@
+from cni_calico.ctl.main import main
+
+main()

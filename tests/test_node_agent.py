@@ -1,0 +1,174 @@
+"""calico-node and `calicoctl node run/status` on simulated hosts: start, health, bad input, IPIP."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from typing import Iterator
+
+import pytest
+
+from cni_calico import admin, keys
+from cni_calico.datastore import EtcdDatastore
+from cni_calico.lab.cluster import Cluster, Host
+from cni_calico.lab.etcd import PrivateEtcd
+from cni_calico.resources import Node, node_key
+
+from .conftest import wipe
+
+pytestmark = [pytest.mark.root, pytest.mark.bird, pytest.mark.etcd]
+
+
+@pytest.fixture
+def cluster(etcd_server: PrivateEtcd, etcd: str) -> Iterator[Cluster]:
+    lab = Cluster(etcd_server.port, hosts=2)
+    try:
+        yield lab.start()
+    finally:
+        lab.stop()
+
+
+def calicoctl(cluster: Cluster, host: Host, *args: str, env: dict[str, str] | None = None
+              ) -> subprocess.CompletedProcess[str]:
+    full = {**cluster.agent_env(host), **(env or {})}
+    for name in ("NODENAME", "IP"):  # node run must take them from its flags
+        full.pop(name, None)
+    return subprocess.run(["ip", "netns", "exec", host.netns, sys.executable, "-m", "cni_calico.ctl", *args],
+                          capture_output=True, text=True, env=full, timeout=60)
+
+
+def test_node_run_starts_the_agent_and_node_status_reports_it(cluster: Cluster, etcd: str) -> None:
+    host = cluster.hosts[0]
+    status = calicoctl(cluster, host, "node", "status")
+    assert status.returncode == 1 and status.stdout.startswith("Calico process is not running.")
+    started = calicoctl(cluster, host, "node", "run", "--name", "lonely", "--ip", f"{host.ip}/24", "--as", "65010")
+    assert started.returncode == 0, started.stderr
+    assert "Calico node started successfully." in started.stdout
+    pid = cluster.agent_pid_from_file(host)
+    assert pid is not None
+    with EtcdDatastore(etcd) as ds:
+        node = Node.model_validate_json(ds.get(node_key("lonely")).value)
+    assert node.spec.bgp is not None and (node.spec.bgp.ipv4Address, node.spec.bgp.asNumber) == \
+        (f"{host.ip}/24", 65010)
+    assert host.nodename_file.read_text() == "lonely"
+    status = calicoctl(cluster, host, "node", "status")
+    assert status.returncode == 0
+    assert status.stdout == ("Calico process is running.\n\nIPv4 BGP status\nNo IPv4 peers found.\n\n"
+                             "IPv6 BGP status\nNo IPv6 peers found.\n\n")
+    again = calicoctl(cluster, host, "node", "run", "--name", "lonely", "--ip", f"{host.ip}/24")
+    assert again.returncode == 1 and again.stderr.strip() == \
+        f"calicoctl: calico-node is already running on this host (pid {pid})"
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    while cluster.agent_pid_from_file(host) is not None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert cluster.agent_pid_from_file(host) is None and cluster.bird_pid(host) is None
+    status = calicoctl(cluster, host, "node", "status")
+    assert status.returncode == 1 and "Calico process is not running." in status.stdout
+
+
+def test_health_and_metrics_endpoints(cluster: Cluster) -> None:
+    host = cluster.hosts[0]
+    cluster.start_agent(host)
+    code, body = cluster.readiness(host)
+    assert code == 200 and body.startswith(f"ready: node {host.name}")
+    assert cluster.readiness(host, "/liveness")[0] == 200
+    code, metrics = cluster.readiness(host, "/metrics")
+    assert code == 200
+    for name in ("calico_node_ready", "calico_node_resyncs_total", "calico_node_bird_reloads_total",
+                 "calico_node_affine_blocks"):
+        assert f"# TYPE {name} " in metrics
+    assert re.search(r"^calico_node_resyncs_total 1$", metrics, re.M)
+    assert cluster.readiness(host, "/nope")[0] == 404
+    cluster.stop_agent(host)
+    assert cluster.readiness(host)[0] == 0  # nothing listens once the agent is gone
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"AS": "seven"}, "calico-node: AS: "),
+    ({"IP": "192.0.2.300"}, "calico-node: IP: '192.0.2.300' is not an IPv4 address"),
+    ({"NODENAME": "Bad_Name"}, "calico-node: node name 'Bad_Name' is not a valid DNS subdomain"),
+    ({"IP": "autodetect", "IP_AUTODETECTION_METHOD": "interface=wlan9"},
+     "calico-node: no interface address matches IP_AUTODETECTION_METHOD=interface=wlan9"),
+    ({"CALICO_NETWORKING_BACKEND": "gobgp"}, "calico-node: CALICO_NETWORKING_BACKEND: "),
+])
+def test_bad_settings_fail_with_one_line_and_write_nothing(cluster: Cluster, etcd: str, env: dict[str, str],
+                                                            message: str) -> None:
+    host = cluster.hosts[0]
+    proc = subprocess.run(["ip", "netns", "exec", host.netns, sys.executable, "-m", "cni_calico.node"],
+                          env=cluster.agent_env(host, **env), capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0
+    assert proc.stderr.startswith(message) and proc.stderr.count("\n") == 1, proc.stderr
+    with EtcdDatastore(etcd) as ds:
+        assert ds.list("/calico/") == []
+    assert not host.nodename_file.exists()
+
+
+def test_a_second_agent_for_the_same_host_is_refused(cluster: Cluster) -> None:
+    host = cluster.hosts[0]
+    cluster.start_agent(host)
+    proc = subprocess.run(["ip", "netns", "exec", host.netns, sys.executable, "-m", "cni_calico.node"],
+                          env=cluster.agent_env(host), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == f"calico-node: calico-node already runs for {host.run_dir} (pid {host.agent.pid})"
+    assert cluster.readiness(host)[0] == 200  # the first one is untouched
+
+
+def _kernel_has_ipip() -> bool:
+    name = f"ccipip-{uuid.uuid4().hex[:6]}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        return subprocess.run(["ip", "-n", name, "link", "add", "t0", "type", "ipip"],
+                              capture_output=True).returncode == 0
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+IPIP = _kernel_has_ipip()
+
+
+def _ipip_lab(cluster: Cluster, etcd: str) -> dict[str, str]:
+    with EtcdDatastore(etcd) as ds:
+        admin.create_pool(ds, "tunnelled", "10.67.0.0/16", ipipMode="Always")
+    for host in cluster.hosts:
+        cluster.start_agent(host, wait=False)
+    return {host.name: cluster.add_pod(host, "p1") for host in cluster.hosts}
+
+
+@pytest.mark.skipif(not IPIP, reason="this kernel has no ipip driver (tunl0 cannot exist)")
+def test_ipip_pool_traffic_flows_through_tunl0(cluster: Cluster, etcd: str) -> None:
+    pods = _ipip_lab(cluster, etcd)
+    a, b = cluster.hosts
+    for host in cluster.hosts:
+        cluster.wait_ready(host)
+    deadline = time.monotonic() + 30
+    while "dev tunl0" not in cluster.routes(a) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert f"via {b.ip} dev tunl0" in cluster.routes(a)
+    before = int(cluster.in_host(a, "cat", "/sys/class/net/tunl0/statistics/tx_packets").stdout)
+    assert cluster.ping(a, "p1", pods[b.name], count=3)
+    after = int(cluster.in_host(a, "cat", "/sys/class/net/tunl0/statistics/tx_packets").stdout)
+    assert after - before >= 3
+
+
+@pytest.mark.skipif(IPIP, reason="the kernel has ipip: the traffic test covers it")
+def test_ipip_pool_without_kernel_support_is_reported_and_configured(cluster: Cluster, etcd: str) -> None:
+    _ipip_lab(cluster, etcd)
+    a, b = cluster.hosts
+    deadline = time.monotonic() + 30
+    while "IPIP" not in cluster.readiness(a)[1] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    code, body = cluster.readiness(a)
+    assert code == 503 and body.startswith("IPIP: create ipip tunnel tunl0"), body
+    with EtcdDatastore(etcd) as ds:
+        node = Node.model_validate_json(ds.get(node_key(a.name)).value)
+        handle = ds.get(keys.handle(f"ipip-tunnel-addr-{a.name}"))
+    assert node.spec.bgp is not None and node.spec.bgp.ipv4IPIPTunnelAddr, "tunnel address recorded"
+    assert handle is not None
+    config = (a.run_dir / "bird.cfg").read_text()
+    assert 'ifname = "tunl0";' in config and "if net ~ 10.67.0.0/16 then {" in config

@@ -1,0 +1,129 @@
+"""Agent start-up against real etcd: Node registration, ClusterInformation, default pool, IPIP address."""
+
+from __future__ import annotations
+
+import threading
+
+import netaddr
+import pytest
+
+from cni_calico import keys
+from cni_calico.datastore import EtcdDatastore
+from cni_calico.ipam_client import IpamClient
+from cni_calico.node import ipip, startup
+from cni_calico.node.config import load
+from cni_calico.resources import (ClusterInformation, IPPool, Node, cluster_information_key, node_key, pool_key,
+                                  to_json)
+
+pytestmark = pytest.mark.etcd
+
+
+def test_register_creates_then_updates_keeping_other_fields(etcd_store: EtcdDatastore) -> None:
+    first = startup.register_node(etcd_store, "n1", netaddr.IPNetwork("192.0.2.11/24"), None)
+    assert first.spec.bgp is not None and first.spec.bgp.ipv4Address == "192.0.2.11/24"
+    kv = etcd_store.get(node_key("n1"))
+    stored = Node.model_validate_json(kv.value)
+    stored.metadata.labels["rack"] = "r1"  # written by someone else meanwhile
+    etcd_store.update(kv.key, to_json(stored), kv.mod_revision)
+    startup.register_node(etcd_store, "n1", netaddr.IPNetwork("192.0.2.21/24"), 65001)
+    again = Node.model_validate_json(etcd_store.get(node_key("n1")).value)
+    assert again.metadata.labels == {"rack": "r1"}
+    assert again.spec.bgp is not None and (again.spec.bgp.ipv4Address, again.spec.bgp.asNumber) == \
+        ("192.0.2.21/24", 65001)
+    revision = etcd_store.get(node_key("n1")).mod_revision
+    startup.register_node(etcd_store, "n1", netaddr.IPNetwork("192.0.2.21/24"), 65001)
+    assert etcd_store.get(node_key("n1")).mod_revision == revision  # nothing changed, nothing written
+
+
+def test_an_address_another_node_holds_is_refused(etcd_store: EtcdDatastore) -> None:
+    startup.register_node(etcd_store, "n1", netaddr.IPNetwork("192.0.2.11/24"), None)
+    with pytest.raises(startup.StartupError, match="already in use by node n1"):
+        startup.register_node(etcd_store, "n2", netaddr.IPNetwork("192.0.2.11/24"), None)
+    assert etcd_store.get(node_key("n2")) is None
+
+
+@pytest.mark.parametrize("name", ["Upper", "under_score", "-dash", "a" * 254])
+def test_invalid_node_names_are_refused(name: str) -> None:
+    with pytest.raises(startup.StartupError, match="not a valid DNS subdomain"):
+        startup.node_name(load({"NODENAME": name}))
+
+
+def test_cluster_information_is_created_once(etcd_store: EtcdDatastore) -> None:
+    first = startup.ensure_cluster_information(etcd_store)
+    second = startup.ensure_cluster_information(etcd_store)
+    assert first.spec.clusterGUID == second.spec.clusterGUID and second.spec.datastoreReady is True
+    stored = ClusterInformation.model_validate_json(etcd_store.get(cluster_information_key()).value)
+    assert stored.spec.clusterGUID == first.spec.clusterGUID
+
+
+def test_default_pool_from_calico_env_and_only_once_under_a_race(etcd: str) -> None:
+    config = load({"CALICO_IPV4POOL_CIDR": "10.77.0.0/16", "CALICO_IPV4POOL_BLOCK_SIZE": "28",
+                   "CALICO_IPV4POOL_IPIP": "Always", "CALICO_IPV4POOL_NAT_OUTGOING": "false"})
+    created: list[object] = []
+
+    def one_agent() -> None:
+        with EtcdDatastore(etcd) as ds:
+            created.append(startup.ensure_default_pool(ds, config))
+
+    threads = [threading.Thread(target=one_agent) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(1 for c in created if c is not None) == 1
+    with EtcdDatastore(etcd) as ds:
+        pools = [IPPool.model_validate_json(kv.value) for kv in ds.list(keys.resource_prefix("ippools"))]
+    assert [(p.name, str(p.network), p.spec.blockSize, p.spec.ipipMode, p.spec.natOutgoing) for p in pools] == \
+        [("default-ipv4-ippool", "10.77.0.0/16", 28, "Always", False)]
+
+
+def test_no_default_pool_when_one_exists_or_when_asked(etcd_store: EtcdDatastore) -> None:
+    assert startup.ensure_default_pool(etcd_store, load({"NO_DEFAULT_POOLS": "true"})) is None
+    assert etcd_store.list(keys.resource_prefix("ippools")) == []
+    from cni_calico import admin
+    admin.create_pool(etcd_store, "mine", "10.78.0.0/16")
+    assert startup.ensure_default_pool(etcd_store, load({})) is None
+    assert [kv.key for kv in etcd_store.list(keys.resource_prefix("ippools"))] == [pool_key("mine")]
+
+
+def test_bad_default_pool_settings_are_one_line_errors(etcd_store: EtcdDatastore) -> None:
+    with pytest.raises(startup.StartupError, match="CALICO_IPV4POOL"):
+        startup.ensure_default_pool(etcd_store, load({"CALICO_IPV4POOL_CIDR": "10.0.0.0/8",
+                                                      "CALICO_IPV4POOL_BLOCK_SIZE": "7"}))
+    assert etcd_store.list(keys.resource_prefix("ippools")) == []
+
+
+def test_ipip_tunnel_address_is_allocated_recorded_and_released(etcd_store: EtcdDatastore) -> None:
+    from cni_calico import admin
+    startup.register_node(etcd_store, "n1", netaddr.IPNetwork("192.0.2.11/24"), None)
+    plain = admin.create_pool(etcd_store, "plain", "10.80.0.0/16")
+    assert ipip.ensure_tunnel_address(etcd_store, "n1", [plain]) is None
+    tunnel = admin.create_pool(etcd_store, "tun", "10.81.0.0/16", ipipMode="Always")
+    address = ipip.ensure_tunnel_address(etcd_store, "n1", [plain, tunnel])
+    assert address is not None and address in tunnel.network
+    assert ipip.ensure_tunnel_address(etcd_store, "n1", [plain, tunnel]) == address  # stable
+    node = Node.model_validate_json(etcd_store.get(node_key("n1")).value)
+    assert node.spec.bgp is not None and node.spec.bgp.ipv4IPIPTunnelAddr == str(address)
+    client = IpamClient(etcd_store, "n1")
+    assert [a.ip for a in client.addresses_of(ipip.handle_id("n1"))] == [address]
+    assert ipip.ensure_tunnel_address(etcd_store, "n1", [plain]) is None  # no IPIP pool left
+    assert client.addresses_of(ipip.handle_id("n1")) == []
+    node = Node.model_validate_json(etcd_store.get(node_key("n1")).value)
+    assert node.spec.bgp is not None and node.spec.bgp.ipv4IPIPTunnelAddr is None
+
+
+def test_release_empty_blocks_keeps_blocks_in_use(etcd_store: EtcdDatastore) -> None:
+    from cni_calico import admin
+    from cni_calico.ipam_client import Request
+    admin.create_pool(etcd_store, "p", "10.82.0.0/16", blockSize=30)
+    client = IpamClient(etcd_store, "n1")
+    kept = client.auto_assign(Request("keep", {}, num_v4=1))
+    client.auto_assign(Request("drop", {}, num_v4=4))  # fills the rest of block 1 and opens block 2
+    assert len(etcd_store.list(keys.affinity_prefix("n1", 4))) == 2
+    client.release_handle("drop")
+    released = client.release_empty_blocks()
+    assert len(released) == 1 and kept[0].ip not in released[0]
+    assert [kv.key for kv in etcd_store.list(keys.affinity_prefix("n1", 4))] == \
+        [keys.affinity("n1", netaddr.IPNetwork(f"{kept[0].ip}/30"))]
+    assert etcd_store.get(keys.block(released[0])) is None
+    assert client.release_empty_blocks() == []
