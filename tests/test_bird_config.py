@@ -19,6 +19,7 @@ from typing import Callable, Iterator
 
 import pytest
 
+from cni_calico.lab.cluster import sh
 from cni_calico.node.bird_config import (
     PEER_GLOBAL,
     PEER_MESH,
@@ -196,13 +197,6 @@ def test_invalid_input_is_refused(change: dict[str, object]) -> None:
 
 
 # ---------------------------------------------------------------- two real BIRDs
-
-
-def sh(*cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
-    if check and proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)}: {proc.stderr.strip()}")
-    return proc
 
 
 @dataclass

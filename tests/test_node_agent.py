@@ -19,7 +19,6 @@ from cni_calico.lab.cluster import Cluster, Host
 from cni_calico.lab.etcd import PrivateEtcd
 from cni_calico.resources import Node, node_key
 
-from .conftest import wipe
 
 pytestmark = [pytest.mark.root, pytest.mark.bird, pytest.mark.etcd]
 
@@ -172,3 +171,33 @@ def test_ipip_pool_without_kernel_support_is_reported_and_configured(cluster: Cl
     assert handle is not None
     config = (a.run_dir / "bird.cfg").read_text()
     assert 'ifname = "tunl0";' in config and "if net ~ 10.67.0.0/16 then {" in config
+
+
+def test_agent_resyncs_after_etcd_restarts_and_keeps_following(cluster: Cluster, etcd_server: PrivateEtcd,
+                                                                etcd: str) -> None:
+    a, b = cluster.hosts
+    cluster.start_agent(a)
+    etcd_server.kill()  # the watch stream breaks; the data stays
+    deadline = time.monotonic() + 20
+    while cluster.readiness(a)[0] == 200 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert cluster.readiness(a)[0] == 503  # out of sync while etcd is away: said, not hidden
+    etcd_server.start()
+    cluster.wait_ready(a)
+    cluster.start_agent(b)  # registers node2: a must hear of it through its new watch
+    deadline = time.monotonic() + 20
+    while "Mesh_192_0_2_12" not in (a.run_dir / "bird.cfg").read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "protocol bgp Mesh_192_0_2_12 " in (a.run_dir / "bird.cfg").read_text()
+    metrics = cluster.readiness(a, "/metrics")[1]
+    resyncs = re.search(r"^calico_node_resyncs_total (\d+)$", metrics, re.M)
+    assert resyncs and int(resyncs.group(1)) >= 2, metrics
+
+
+def test_node_status_says_when_bird_is_not_running(cluster: Cluster) -> None:
+    host = cluster.hosts[0]
+    cluster.start_agent(host, CALICO_NETWORKING_BACKEND="none")
+    status = calicoctl(cluster, host, "node", "status")
+    assert status.returncode == 1
+    assert status.stdout.startswith("Calico process is running.\n\nIPv4 BGP status\nError querying BIRD: ")
+    assert f"no control socket at {host.bird_socket}" in status.stdout

@@ -12,7 +12,6 @@ import subprocess
 import time
 from typing import Callable, Iterator
 
-import netaddr
 import pytest
 
 from cni_calico import admin, keys

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..procs import running
 from .relay import NetnsRelay
 
 NETNS_DIR = "/var/run/netns"
@@ -42,15 +43,6 @@ def sh(*cmd: str, check: bool = True, timeout: float = 60) -> subprocess.Complet
     return proc
 
 
-def _alive(pid: int) -> bool:
-    """Running (a zombie waiting for its parent to reap it counts as gone)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
 def _kill(pid: int, sig: int = signal.SIGTERM, wait: float = 10) -> None:
     """Signal one PID and wait for it to go, then SIGKILL it."""
     try:
@@ -58,9 +50,9 @@ def _kill(pid: int, sig: int = signal.SIGTERM, wait: float = 10) -> None:
     except OSError:
         return
     deadline = time.monotonic() + wait
-    while time.monotonic() < deadline and _alive(pid):
+    while time.monotonic() < deadline and running(pid):
         time.sleep(0.05)
-    if _alive(pid):
+    if running(pid):
         try:
             os.kill(pid, signal.SIGKILL)
         except OSError:

@@ -32,7 +32,8 @@ class PrivateEtcd:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 20.0) -> PrivateEtcd:
-        self.data_dir = tempfile.mkdtemp(prefix="cni-calico-etcd-")
+        """Start, or start again after `kill()` with the same data and port (an etcd restart)."""
+        self.data_dir = self.data_dir or tempfile.mkdtemp(prefix="cni-calico-etcd-")
         self.port = self.port or free_port()
         peer = free_port()
         log = open(os.path.join(self.data_dir, "etcd.log"), "wb")

@@ -188,23 +188,18 @@ class Agent:
         if text == self.rendered and self.bird.alive():
             return
         self._write_config(text)
-        if self.bird.alive():
-            try:
+        try:
+            if self.bird.pid is None:
+                self._start_bird()
+            elif not self._restart_bird_if_dead():  # a restarted BIRD reads the new file by itself
                 self.bird.reload()
                 self.metrics.inc("calico_node_bird_reloads_total")
                 log.info("BIRD reloaded: %d peers, %d blocks", len(inp.peers), len(inp.blocks))
-            except BirdError as exc:
-                self.metrics.inc("calico_node_bird_reload_failures_total")
-                self.problem = f"BIRD refused the new configuration: {exc}"
-                log.error(self.problem)
-                return
-        else:
-            # After a graceful stop the kernel still holds the routes BIRD learned: recovery mode
-            # keeps them until the sessions are back, instead of flushing them at the first scan.
-            marker = self.config.run_path / GRACEFUL_MARKER
-            self.bird.start(graceful_recovery=marker.exists())
-            marker.unlink(missing_ok=True)
-            log.info("BIRD started (pid %s)", self.bird.pid)
+        except BirdError as exc:  # BIRD keeps its previous configuration; retried on the next change
+            self.metrics.inc("calico_node_bird_reload_failures_total")
+            self.problem = f"BIRD refused the configuration: {exc}"
+            log.error(self.problem)
+            return
         self.rendered = text
         self.problem = ""
 
@@ -233,9 +228,11 @@ class Agent:
     def supervise(self) -> None:
         if self.bird is None or self.rendered is None:
             return
-        if self.bird.restart_if_dead():
-            self.metrics.inc("calico_node_bird_restarts_total")
-            log.warning("BIRD had died: restarted it (pid %s)", self.bird.pid)
+        try:
+            self._restart_bird_if_dead()
+        except BirdError as exc:
+            self.problem = f"BIRD does not start: {exc}"
+            log.error(self.problem)
         now = time.monotonic()
         if now - self._peers_checked >= PEER_REFRESH:
             self._peers_checked = now
@@ -248,6 +245,25 @@ class Agent:
                 key = (("state", peer.info or peer.state),)
                 counts[key] = counts.get(key, 0) + 1
             self.metrics.replace("calico_node_bgp_peers", counts)
+
+    def _start_bird(self) -> None:
+        assert self.bird is not None
+        # After a graceful stop the kernel still holds the routes BIRD learned: recovery mode
+        # keeps them until the sessions are back, instead of flushing them at the first scan.
+        marker = self.config.run_path / GRACEFUL_MARKER
+        self.bird.start(graceful_recovery=marker.exists())
+        marker.unlink(missing_ok=True)
+        log.info("BIRD started (pid %s)", self.bird.pid)
+
+    def _restart_bird_if_dead(self) -> bool:
+        assert self.bird is not None
+        if not self.bird.restart_if_dead():
+            return False
+        self.metrics.inc("calico_node_bird_restarts_total")
+        log.warning("BIRD had died: restarted it (pid %s)", self.bird.pid)
+        if self.problem.startswith("BIRD does not start"):
+            self.problem = ""
+        return True
 
     def shutdown(self) -> None:
         if self.bird is not None and self.bird.alive():

@@ -20,6 +20,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from ..procs import running
 from .birdctl import BirdControl, BirdError
 
 START_TIMEOUT = 10.0  # BIRD answers on its socket within milliseconds unless something is wrong
@@ -195,7 +196,7 @@ class BirdDaemon:
             recorded = int(self.pid_path.read_text().strip() or pid)
         except (OSError, ValueError):
             recorded = pid
-        if recorded == pid or not _running(recorded):
+        if recorded == pid or not running(recorded):
             _unlink(self.pid_path)
         try:
             BirdControl(self.socket_path, 1.0).command("show status")
@@ -222,19 +223,10 @@ def _wait_child(proc: subprocess.Popen[bytes], timeout: float) -> bool:
         return False
 
 
-def _running(pid: int) -> bool:
-    """Alive and not a zombie (a dead BIRD whose parent has not reaped it yet is gone for us)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
-
-
 def _wait_pid(pid: int, timeout: float) -> bool:
     """Wait for a process that is not our child to end; True if it did."""
     deadline = time.monotonic() + timeout
-    while _running(pid):
+    while running(pid):
         if time.monotonic() > deadline:
             return False
         time.sleep(POLL)
