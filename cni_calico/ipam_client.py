@@ -45,12 +45,33 @@ class Request:
     pools_v6: Sequence[str] = ()
 
 
+@dataclass(frozen=True)
+class ReleaseOptions:
+    """One address to free (Calico's ReleaseOptions). With `handle_id` and `sequence_number` set,
+    the address is freed only while it is still that very allocation: a stale report must not
+    free an address that was released and handed out again since."""
+
+    address: netaddr.IPAddress
+    handle_id: str | None = None
+    sequence_number: int | None = None
+
+
 def _handle_json(handle_id: str, blocks: dict[str, int]) -> str:
     return json.dumps({"handleID": handle_id, "block": blocks, "deleted": False})
 
 
 def _handle_blocks(kv: KeyValue | None) -> dict[str, int]:
     return dict(json.loads(kv.value).get("block") or {}) if kv else {}
+
+
+def _still_allocated(block: AllocationBlock, option: ReleaseOptions) -> bool:
+    ordinal = block.ordinal(option.address)
+    if block.allocations[ordinal] is None:
+        return False
+    if option.handle_id is not None and block.handle_of(ordinal) != option.handle_id:
+        return False
+    sequence = block.sequenceNumberForAllocation.get(str(ordinal), 0)
+    return option.sequence_number is None or sequence == option.sequence_number
 
 
 class IpamClient:
@@ -304,6 +325,76 @@ class IpamClient:
             self.release_handle(handle_id)
         except Exception:  # the original failure is what the user must see
             log.exception("could not release handle %s while undoing a failed assignment", handle_id)
+
+    def release_addresses(self, releases: Iterable[ReleaseOptions]
+                          ) -> tuple[list[netaddr.IPAddress], list[netaddr.IPAddress]]:
+        """Free exactly these addresses (calicoctl ipam release). Per block, one transaction frees
+        them and decrements (or deletes) their handles, so blocks and handles stay consistent.
+        Returns (released, not released: unallocated, or no longer the allocation asked for)."""
+        wanted = {r.address: r for r in releases}  # a repeated address is released once
+        by_block: dict[netaddr.IPNetwork, list[ReleaseOptions]] = {}
+        not_released: list[netaddr.IPAddress] = []
+        for version in sorted({a.version for a in wanted}):
+            block_keys = self.ds.list(keys.block_prefix(version))
+            cidrs = [keys.cidr_from_segment(kv.key.rsplit("/", 1)[1]) for kv in block_keys]
+            for address, option in wanted.items():
+                if address.version != version:
+                    continue
+                cidr = next((c for c in cidrs if address in c), None)
+                if cidr is None:
+                    not_released.append(address)  # no block: never allocated
+                else:
+                    by_block.setdefault(cidr, []).append(option)
+        released: list[netaddr.IPAddress] = []
+        for cidr, options in by_block.items():
+            done, skipped = self._release_in_one_block(cidr, options)
+            released += done
+            not_released += skipped
+        order = list(wanted)
+        return sorted(released, key=order.index), sorted(not_released, key=order.index)
+
+    def _release_in_one_block(self, cidr: netaddr.IPNetwork, options: Sequence[ReleaseOptions]
+                              ) -> tuple[list[netaddr.IPAddress], list[netaddr.IPAddress]]:
+        def attempt() -> object:
+            found = self.block(cidr)
+            if found is None:
+                return [], [o.address for o in options]
+            block, revision = found
+            chosen = [o.address for o in options if _still_allocated(block, o)]
+            skipped = [o.address for o in options if o.address not in chosen]
+            if not chosen:
+                return [], skipped
+            freed: dict[str, int] = {}
+            for address in chosen:
+                handle_id = block.handle_of(block.ordinal(address))
+                if handle_id is not None:
+                    freed[handle_id] = freed.get(handle_id, 0) + 1
+            new_block, _ = block.release_addresses(chosen)
+            expect = {keys.block(cidr): revision}
+            put: dict[str, str] = {}
+            delete: list[str] = []
+            if new_block.is_empty() and new_block.host is None:
+                delete.append(keys.block(cidr))  # an unowned empty block goes back to the pool
+            else:
+                put[keys.block(cidr)] = new_block.to_json()
+            for handle_id, count in freed.items():
+                handle_kv = self.ds.get(keys.handle(handle_id))
+                expect[keys.handle(handle_id)] = handle_kv.mod_revision if handle_kv else 0
+                if handle_kv is None:
+                    continue  # the handle record is already gone: nothing to decrement
+                counts = _handle_blocks(handle_kv)
+                left = counts.pop(str(cidr), 0) - count
+                if left > 0:
+                    counts[str(cidr)] = left
+                if counts:
+                    put[handle_kv.key] = _handle_json(handle_id, counts)
+                else:
+                    delete.append(handle_kv.key)
+            if not self.ds.txn(expect, put, delete):
+                return _CONFLICT
+            return chosen, skipped
+
+        return self._retry(attempt, f"releasing addresses in block {cidr}")  # type: ignore[return-value]
 
     def release_empty_blocks(self) -> list[netaddr.IPNetwork]:
         """Give up this node's empty affine blocks (Calico's ReleaseHostAffinities): block and

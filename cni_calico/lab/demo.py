@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import Sequence
 
 
-from .. import admin, keys
+from .. import keys
 from ..block import AllocationBlock
 from ..datastore import EtcdDatastore
-from .cluster import Cluster, Host, sh
+from .cluster import REPO, Cluster, Host, sh
 from .etcd import PrivateEtcd
 
-POOL_CIDR = "10.100.0.0/16"  # the seed's pool
+POOL_FILE = REPO / "examples" / "calico-pool.yaml"  # the seed's pool, 10.100.0.0/16
 PREFIX = "ccdemo"
 STATE = Path("/tmp/cni-calico-demo.json")
 
@@ -104,11 +104,16 @@ def run(hosts: int, pods: int) -> int:
     names = [f"{151 + i}node" for i in range(hosts)]  # the seed's hosts were 151node and 152node
     with PrivateEtcd() as etcd, EtcdDatastore(etcd.endpoint) as ds:
         print(f"etcd (private, pid {etcd.process.pid if etcd.process else '?'}) at {etcd.endpoint}")
-        pool = admin.create_pool(ds, "demo-pool", POOL_CIDR, natOutgoing=True)
-        print(f"IPPool {pool.name}: {pool.network}, blockSize {pool.spec.block_prefixlen}, natOutgoing")
         cluster = Cluster(etcd.port, prefix=PREFIX, node_names=names)
         save_state(etcd, cluster)
         with cluster:
+            first = cluster.hosts[0]
+            banner(f"calicoctl create -f {POOL_FILE.relative_to(REPO)} (the seed's v1 pool document)")
+            created = cluster.calicoctl(first, "create", "-f", str(POOL_FILE))
+            print((created.stdout + created.stderr).rstrip())
+            if created.returncode != 0:
+                return 1
+            print(cluster.calicoctl(first, "get", "pool", "-o", "wide").stdout.rstrip())
             banner(f"{hosts} simulated hosts on one link ({', '.join(f'{h.name} {h.ip}' for h in cluster.hosts)}); "
                    "starting calico-node + BIRD on each")
             for host in cluster.hosts:
@@ -136,10 +141,8 @@ def run(hosts: int, pods: int) -> int:
                 banner(f"{host.name}: ip route")
                 print(cluster.routes(host).rstrip())
 
-            banner("IPAM blocks")
-            print(f"{'BLOCK':<20}{'NODE':<10}{'IN USE':<8}")
-            for block in blocks_of(ds):
-                print(f"{str(block.cidr):<20}{(block.affinity or '').removeprefix('host:'):<10}{block.in_use:<8}")
+            banner("calicoctl ipam show --show-blocks")
+            print(cluster.calicoctl(first, "ipam", "show", "--show-blocks").stdout.rstrip())
 
             banner("pod-to-pod traffic across hosts (real ICMP through the hosts' routes)")
             failures = 0

@@ -1,0 +1,71 @@
+"""Where calicoctl finds etcd: `--config FILE` (Calico's calicoctl.cfg), else the default file when
+it exists, else the ETCD_* environment variables (Calico's order: a file wins over the environment)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+import yaml
+
+from .errors import CtlError
+
+DEFAULT_CONFIG = "/etc/calico/calicoctl.cfg"
+DEFAULT_ENDPOINTS = "http://127.0.0.1:2379"
+_SPEC_FIELDS = {"datastoreType", "etcdEndpoints", "etcdKeyFile", "etcdCertFile", "etcdCACertFile",
+                "etcdUsername", "etcdPassword"}
+
+
+@dataclass(frozen=True)
+class Connection:
+    endpoints: str
+    key_file: str | None = None
+    cert_file: str | None = None
+    ca_file: str | None = None
+
+
+def from_environment(env: Mapping[str, str]) -> Connection:
+    return Connection(env.get("ETCD_ENDPOINTS") or DEFAULT_ENDPOINTS, env.get("ETCD_KEY_FILE") or None,
+                      env.get("ETCD_CERT_FILE") or None, env.get("ETCD_CA_CERT_FILE") or None)
+
+
+def from_file(path: str) -> Connection:
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except OSError as exc:
+        raise CtlError(f"cannot read config file {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise CtlError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict) or data.get("kind") != "CalicoAPIConfig":
+        raise CtlError(f"config file {path}: expected kind CalicoAPIConfig")
+    spec = data.get("spec") or {}
+    if not isinstance(spec, dict):
+        raise CtlError(f"config file {path}: spec must be a mapping")
+    unknown = sorted(set(spec) - _SPEC_FIELDS)
+    if unknown:
+        raise CtlError(f"config file {path}: unknown field spec.{unknown[0]}")
+    if spec.get("datastoreType", "etcdv3") != "etcdv3":
+        raise CtlError(f"config file {path}: datastoreType {spec['datastoreType']!r} is not supported (etcdv3 only)")
+    return Connection(str(spec.get("etcdEndpoints") or DEFAULT_ENDPOINTS), spec.get("etcdKeyFile") or None,
+                      spec.get("etcdCertFile") or None, spec.get("etcdCACertFile") or None)
+
+
+def resolve(config_path: str | None, env: Mapping[str, str]) -> Connection:
+    if config_path:
+        return from_file(config_path)
+    if Path(DEFAULT_CONFIG).is_file():
+        return from_file(DEFAULT_CONFIG)
+    return from_environment(env)
+
+
+def open_store(connection: Connection):  # type: ignore[no-untyped-def]
+    """The etcd datastore; an unreachable etcd surfaces later as CniError 11 (turned into one line by main)."""
+    from ..datastore import EtcdDatastore
+    from ..errors import CniError
+
+    try:
+        return EtcdDatastore(connection.endpoints, key_file=connection.key_file, cert_file=connection.cert_file,
+                             ca_file=connection.ca_file)
+    except CniError as exc:
+        raise CtlError(exc.msg) from None

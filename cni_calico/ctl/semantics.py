@@ -1,0 +1,87 @@
+"""Rules that need the datastore's other resources, and what deleting a pool or node also cleans up."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import netaddr
+
+from .. import keys
+from ..block import AllocationBlock
+from ..datastore import Datastore
+from ..ipam_client import IpamClient, ReleaseOptions
+from .kinds import by_kind
+from .store import OperationError, Ref, list_all
+
+log = logging.getLogger(__name__)
+Row = dict[str, Any]
+
+
+def check_pool_overlap(ds: Datastore, stored: Row) -> None:
+    """Calico refuses a pool overlapping another pool (of the same name it is an update)."""
+    mine = netaddr.IPNetwork(stored["spec"]["cidr"])
+    rows, _ = list_all(ds, by_kind("IPPool"), None)  # type: ignore[arg-type]
+    for row in rows:
+        if row["metadata"]["name"] == stored["metadata"]["name"]:
+            continue
+        try:
+            other = netaddr.IPNetwork(row["spec"]["cidr"])
+        except (KeyError, netaddr.AddrFormatError, ValueError):
+            continue
+        if other.version == mine.version and (mine in other or other in mine):
+            raise OperationError(f"IPPool({stored['metadata']['name']}): {mine} overlaps "
+                                 f"IPPool({row['metadata']['name']}) {other}")
+
+
+def release_pool_blocks(ds: Datastore, pool: Row) -> tuple[int, int]:
+    """After a pool is deleted: drop its empty blocks with their affinities (Calico releases the pool's
+    affinities); blocks still holding addresses stay for `ipam check`/`release`. Returns
+    (blocks released, addresses still allocated)."""
+    cidr = netaddr.IPNetwork(pool["spec"]["cidr"])
+    released = in_use = 0
+    for kv in ds.list(keys.block_prefix(cidr.version)):
+        block = AllocationBlock.from_json(kv.value)
+        if block.network not in cidr:
+            continue
+        if not block.is_empty():
+            in_use += block.in_use
+            continue
+        expect = {kv.key: kv.mod_revision}
+        delete = [kv.key]
+        if block.host:
+            affinity_key = keys.affinity(block.host, block.network)
+            affinity = ds.get(affinity_key)
+            if affinity is not None:
+                expect[affinity_key] = affinity.mod_revision
+                delete.append(affinity_key)
+        if ds.txn(expect, delete=delete):
+            released += 1
+    return released, in_use
+
+
+def clean_up_node(ds: Datastore, node: str) -> list[str]:
+    """What Calico does when a node is deleted: its workload endpoints go, their addresses and the
+    node's tunnel address are released, then its (now empty) blocks. Returns warnings."""
+    from ..node.ipip import handle_id as tunnel_handle
+
+    warnings = []
+    client = IpamClient(ds, node)
+    weps, _ = list_all(ds, by_kind("WorkloadEndpoint"), None)  # type: ignore[arg-type]
+    for wep in weps:
+        spec = wep.get("spec", {})
+        if spec.get("node") != node:
+            continue
+        client.release_addresses([ReleaseOptions(netaddr.IPNetwork(n).ip) for n in spec.get("ipNetworks", [])])
+        ref = Ref(by_kind("WorkloadEndpoint"), wep["metadata"]["name"], wep["metadata"].get("namespace"))  # type: ignore[arg-type]
+        kv = ds.get(ref.key)
+        if kv is not None:
+            ds.delete(ref.key, kv.mod_revision)
+    client.release_handle(tunnel_handle(node))
+    client.release_empty_blocks()
+    for version in (4, 6):
+        left = ds.list(keys.affinity_prefix(node, version))
+        if left:
+            warnings.append(f"node {node} still owns {len(left)} IPv{version} block(s) with addresses allocated "
+                            "outside its workloads (see calicoctl ipam check)")
+    return warnings

@@ -1,0 +1,914 @@
+"""Strict models of the Calico v3 resources calicoctl accepts: the gate in front of every write.
+
+Every level forbids unknown fields, so a typo is an error naming the field rather than a setting
+silently ignored. The rules are Calico's own (libcalico-go `lib/validator/v3/validator.go`, the
+per-kind defaulting in `lib/clientv3/*.go`, the types in `api/pkg/apis/projectcalico/v3`); where
+we differ, the comment says why. Pure: no I/O.
+
+`validate(data)` returns the model (defaults applied) or raises `ValidationFailure` for the first
+problem, naming the field as a dotted path (`spec.ingress[0].destination.ports`).
+`to_stored(model)` gives the plain dict that is written to etcd and shown by `get`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import re
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any, ClassVar, Literal, Union
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from . import selector as _selector
+
+API_VERSION = "projectcalico.org/v3"
+
+IPInterface = Union[ipaddress.IPv4Interface, ipaddress.IPv6Interface]
+
+
+class ValidationFailure(ValueError):
+    """One problem in a document: `field` is a dotted path ('' for the whole document)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}" if field else message)
+        self.field = field
+        self.message = message
+
+
+class _Invalid(ValueError):
+    """Raised inside a validator; `path` continues the location pydantic reports, so a rule that
+    spans fields (ports need a protocol) still names the exact field at fault."""
+
+    def __init__(self, message: str, *path: str | int) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+# ------------------------------------------------------------------ scalar checks
+
+_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_NAME = re.compile(rf"{_LABEL}(\.{_LABEL})*")  # RFC 1123 subdomain, as Calico's nameRegex
+_POLICY_NAME = re.compile(rf"{_LABEL}(\.{_LABEL})?")  # policies: at most one dot (Calico)
+_DNS_LABEL = re.compile(_LABEL)
+_CONTAINER_ID = re.compile(r"[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?")
+_INTERFACE = re.compile(r"[a-zA-Z0-9_.-]{1,15}")
+_QUALIFIED = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
+_MAC = re.compile(r"[0-9A-Fa-f]{2}([:-])[0-9A-Fa-f]{2}(\1[0-9A-Fa-f]{2}){4}((\1[0-9A-Fa-f]{2}){2})?")
+_PROTOCOLS = ("TCP", "UDP", "ICMP", "ICMPv6", "SCTP", "UDPLite")
+_V4_LINK_LOCAL = ipaddress.ip_network("169.254.0.0/16")
+_V6_LINK_LOCAL = ipaddress.ip_network("fe80::/10")
+_ANNOTATIONS_LIMIT = 256 * 1024
+
+
+def _optional(check: Callable[[str], str]) -> Callable[[str], str]:
+    """Calico's `omitempty`: an empty string means unset and is not checked."""
+    return lambda value: value if value == "" else check(value)
+
+
+def _name(value: str) -> str:
+    if len(value) > 253:
+        raise _Invalid(f"name is too long ({len(value)} characters, at most 253)")
+    if not _NAME.fullmatch(value):
+        raise _Invalid(f"invalid name {value!r}: use lower case letters, digits, '-' and '.', "
+                       "starting and ending with a letter or digit")
+    return value
+
+
+def _namespace(value: str) -> str:
+    if len(value) > 63 or not _DNS_LABEL.fullmatch(value):
+        raise _Invalid(f"invalid namespace {value!r}: use lower case letters, digits and '-' (at most 63)")
+    return value
+
+
+def _container_id(value: str) -> str:
+    if not _CONTAINER_ID.fullmatch(value):
+        raise _Invalid(f"invalid container ID {value!r}")
+    return value
+
+
+def _interface_name(value: str) -> str:
+    if value != "*" and not _INTERFACE.fullmatch(value):
+        raise _Invalid(f"invalid interface name {value!r}: 1-15 of letters, digits, '_', '.', '-'")
+    return value
+
+
+def _mac(value: str) -> str:
+    if not _MAC.fullmatch(value):
+        raise _Invalid(f"invalid MAC address {value!r}")
+    return value
+
+
+def _selector_text(value: str) -> str:
+    try:
+        _selector.parse(value)
+    except _selector.SelectorError as exc:
+        raise _Invalid(f"invalid selector {value!r}: {exc}") from None
+    return value
+
+
+def _interface(text: str, what: str = "CIDR", *, need_prefix: bool = False) -> IPInterface:
+    """Parse `ip/prefix` (or a bare IP unless `need_prefix`) as Go's ParseCIDR would: a decimal
+    prefix only (no netmask form, no zone)."""
+    _, slash, prefix = text.partition("/")
+    if (not text.isascii() or "%" in text or (slash and not prefix.isdigit())
+            or (need_prefix and not slash)):
+        raise _Invalid(f"invalid {what} {text!r}")
+    try:
+        return ipaddress.ip_interface(text)
+    except ValueError:
+        raise _Invalid(f"invalid {what} {text!r}") from None
+
+
+def _address(text: str, version: int | None = None) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    what = f"IPv{version} address" if version else "IP address"
+    if not text.isascii() or "%" in text:
+        raise _Invalid(f"invalid {what} {text!r}")
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        raise _Invalid(f"invalid {what} {text!r}") from None
+    if version and address.version != version:
+        raise _Invalid(f"invalid {what} {text!r}")
+    return address
+
+
+def _net(text: str) -> str:
+    """Calico's `net`: a strictly masked CIDR, or a bare IP (a full mask)."""
+    iface = _interface(text)
+    if iface.ip != iface.network.network_address:
+        raise _Invalid(f"{text!r} has host bits set (the network is {iface.network})")
+    return text
+
+
+def _cidr_of(version: int) -> Callable[[str], str]:
+    """Calico's `cidrv4`/`cidrv6`: an address with its subnet (host bits allowed), or a bare IP."""
+    def check(text: str) -> str:
+        if _interface(text, f"IPv{version} address").version != version:
+            raise _Invalid(f"invalid IPv{version} address {text!r}")
+        return text
+    return check
+
+
+def _ip_of(version: int | None) -> Callable[[str], str]:
+    def check(text: str) -> str:
+        _address(text, version)
+        return text
+    return check
+
+
+def _pool_cidr(text: str) -> str:
+    """Calico's pool rules: a subnet with a prefix, strictly masked, clear of link-local;
+    stored in canonical form (Calico normalises the CIDR before persisting)."""
+    iface = _interface(text, need_prefix=True)
+    if iface.ip != iface.network.network_address:
+        raise _Invalid(f"{text!r} is not strictly masked: host bits are set (the network is {iface.network})")
+    link_local = _V4_LINK_LOCAL if iface.version == 4 else _V6_LINK_LOCAL
+    if iface.network.overlaps(link_local):  # type: ignore[arg-type]
+        raise _Invalid(f"{iface.network} overlaps the IPv{iface.version} link-local range {link_local}")
+    return str(iface.network)
+
+
+def _peer_ip(text: str) -> str:
+    """`<IP>`, `<IPv4>:<port>` or `[<IPv6>]:<port>` (Calico's processIPPort)."""
+    match = re.fullmatch(r"(\d+\.\d+\.\d+\.\d+):(\d+)", text) or re.fullmatch(r"\[([0-9a-fA-F:.]+)\]:(\d+)", text)
+    try:
+        _address(match.group(1) if match else text)
+    except _Invalid:
+        raise _Invalid(f"invalid peerIP {text!r}: use <IP>, <IPv4>:<port> or [<IPv6>]:<port>") from None
+    if match and not 1 <= int(match.group(2)) <= 65535:
+        raise _Invalid(f"invalid port in peerIP {text!r}: must be 1-65535")
+    return text
+
+
+def _as_number(value: Any) -> int:
+    """An integer, or a string: digits or Calico's dotted `high.low` notation; stored as an int."""
+    number: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and value.isascii():
+        if value.isdigit():
+            number = int(value)
+        elif re.fullmatch(r"\d+\.\d+", value):
+            high, low = (int(part) for part in value.split("."))
+            number = (high << 16) + low if high < 65536 and low < 65536 else None
+    if number is None:
+        raise _Invalid(f"invalid AS number {value!r}: an integer or 'high.low'")
+    if not 1 <= number <= 4294967295:
+        raise _Invalid(f"AS number {number} out of range 1-4294967295")
+    return number
+
+
+def _port_name_problem(name: str) -> str | None:
+    """Kubernetes' IsValidPortName, which Calico applies to named ports."""
+    if len(name) > 15:
+        return "at most 15 characters"
+    if not re.fullmatch(r"[-a-z0-9]+", name):
+        return "only lower case letters, digits and '-'"
+    if "--" in name or name.startswith("-") or name.endswith("-"):
+        return "no '--', and no '-' at either end"
+    if not re.search(r"[a-z]", name):
+        return "at least one letter"
+    return None
+
+
+def _port_name(value: str) -> str:
+    problem = _port_name_problem(value)
+    if problem:
+        raise _Invalid(f"invalid port name {value!r}: {problem}")
+    return value
+
+
+def _port_number(number: int, text: object) -> int:
+    if not 1 <= number <= 65535:
+        raise _Invalid(f"invalid port {text!r}: port numbers are 1-65535")
+    return number
+
+
+def _port(value: Any) -> int | str:
+    """A number, a `min:max` range or a named port; stored as Calico marshals it (a single port,
+    even written "80" or "80:80", is an int)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return _port_number(value, value)
+    if not isinstance(value, str):
+        raise _Invalid("must be a port number, a 'min:max' range or a port name")
+    if value.isascii() and value.isdigit():
+        return _port_number(int(value), value)
+    match = re.fullmatch(r"(\d+):(\d+)", value)
+    if match:
+        low, high = (_port_number(int(part), value) for part in match.groups())
+        if low > high:
+            raise _Invalid(f"invalid port range {value!r}: the minimum is greater than the maximum")
+        return low if low == high else value
+    return _port_name(value)
+
+
+def _protocol(value: Any) -> int | str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and value in _PROTOCOLS:
+        return value
+    elif isinstance(value, str) and value.isascii() and value.isdigit():
+        number = int(value)
+    else:
+        hint = next((f"; did you mean {name!r}?" for name in _PROTOCOLS
+                     if isinstance(value, str) and name.lower() == value.lower()), "")
+        raise _Invalid(f"invalid protocol {value!r}: one of {', '.join(_PROTOCOLS)} or a number 1-255{hint}")
+    if not 1 <= number <= 255:
+        raise _Invalid(f"invalid protocol {value!r}: protocol numbers are 1-255")
+    return value
+
+
+def _number(value: Any) -> int | float:
+    """A policy order: any finite number, kept as written (100 stays 100, not 100.0)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise _Invalid("must be a number")
+    return value
+
+
+def _qualified_name_problem(key: str) -> str | None:
+    """Kubernetes' IsQualifiedName: `[prefix/]name`, prefix a DNS subdomain, name <= 63."""
+    prefix, slash, name = key.rpartition("/")
+    if slash and (not prefix or len(prefix) > 253 or not _NAME.fullmatch(prefix)):
+        return f"invalid key {key!r}: the prefix before '/' must be a DNS subdomain"
+    if not name or len(name) > 63 or not _QUALIFIED.fullmatch(name):
+        return (f"invalid key {key!r}: at most 63 letters, digits, '-', '_' or '.', "
+                "starting and ending with a letter or digit")
+    return None
+
+
+def _labels(value: dict[str, str]) -> dict[str, str]:
+    for key, text in value.items():
+        problem = _qualified_name_problem(key)
+        if problem:
+            raise _Invalid(problem, key)
+        if text and (len(text) > 63 or not _QUALIFIED.fullmatch(text)):
+            raise _Invalid(f"invalid label value {text!r}: at most 63 letters, digits, '-', '_' or '.', "
+                           "starting and ending with a letter or digit", key)
+    return value
+
+
+def _annotations(value: dict[str, str]) -> dict[str, str]:
+    for key in value:
+        problem = _qualified_name_problem(key.lower())
+        if problem:
+            raise _Invalid(problem, key)
+    if sum(len(k) + len(v) for k, v in value.items()) > _ANNOTATIONS_LIMIT:
+        raise _Invalid("annotations are too large (at most 256 KiB in total)")
+    return value
+
+
+Name = Annotated[str, AfterValidator(_name)]
+OptName = Annotated[str, AfterValidator(_optional(_name))]
+Selector = Annotated[str, AfterValidator(_selector_text)]
+Net = Annotated[str, AfterValidator(_net)]
+OptNet = Annotated[str, AfterValidator(_optional(_net))]
+CIDRv4 = Annotated[str, AfterValidator(_optional(_cidr_of(4)))]
+CIDRv6 = Annotated[str, AfterValidator(_optional(_cidr_of(6)))]
+IP = Annotated[str, AfterValidator(_optional(_ip_of(None)))]
+IPv4 = Annotated[str, AfterValidator(_optional(_ip_of(4)))]
+IPv6 = Annotated[str, AfterValidator(_optional(_ip_of(6)))]
+MAC = Annotated[str, AfterValidator(_optional(_mac))]
+ASNumber = Annotated[Any, AfterValidator(_as_number)]
+Port = Annotated[Any, AfterValidator(_port)]
+Protocol = Annotated[Any, AfterValidator(_protocol)]
+Labels = Annotated[dict[str, str], AfterValidator(_labels)]
+Annotations = Annotated[dict[str, str], AfterValidator(_annotations)]
+PortNumber = Annotated[int, Field(ge=1, le=65535)]
+
+
+def _set(value: Any) -> bool:
+    """Set in Calico's sense: not None, not empty."""
+    return value is not None and value != "" and value != [] and value != {}
+
+
+# ------------------------------------------------------------------ shared parts
+
+class _Strict(BaseModel):
+    # strict: YAML `natOutgoing: "yes"` is an error, not a silent True (Go's JSON decoder agrees)
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class ObjectMeta(_Strict):
+    name: Name
+    namespace: Annotated[str, AfterValidator(_namespace)] | None = None  # defaulted by the caller
+    labels: Labels | None = None
+    annotations: Annotations | None = None
+    # Server-set, allowed on input so `get -o yaml` output can be applied back.
+    resourceVersion: str | None = None
+    creationTimestamp: str | None = None
+    uid: str | None = None
+
+
+class Resource(_Strict):
+    kind: str = ""  # each kind narrows this to its own name
+    apiVersion: Literal["projectcalico.org/v3"] = API_VERSION
+    metadata: ObjectMeta
+
+    namespaced: ClassVar[bool] = False
+    spec_optional: ClassVar[bool] = True
+    only_name: ClassVar[str | None] = None  # a singleton: the one name it may have
+    name_pattern: ClassVar[re.Pattern[str] | None] = None  # stricter than a subdomain
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_spec(cls, data: Any) -> Any:
+        """Kinds whose spec is all optional may omit it (or leave it null), as in Calico."""
+        if cls.spec_optional and isinstance(data, dict) and data.get("spec") is None:
+            return {**data, "spec": {}}
+        return data
+
+    @model_validator(mode="after")
+    def _metadata_rules(self) -> Resource:
+        kind = type(self).__name__
+        meta = self.metadata
+        if meta.namespace is not None and not self.namespaced:
+            raise _Invalid(f"not allowed: {kind} is not namespaced", "metadata", "namespace")
+        if self.only_name is not None and meta.name != self.only_name:
+            raise _Invalid(f"must be {self.only_name!r}: there is only one {kind}", "metadata", "name")
+        if self.name_pattern is not None and not self.name_pattern.fullmatch(meta.name):
+            raise _Invalid(f"invalid {kind} name {meta.name!r}: lower case letters, digits and '-', "
+                           "with at most one '.'", "metadata", "name")
+        return self
+
+
+# ------------------------------------------------------------------ IPPool
+
+EncapMode = Literal["Never", "Always", "CrossSubnet"]
+
+
+class IPPoolSpec(_Strict):
+    cidr: Annotated[str, AfterValidator(_pool_cidr)]
+    blockSize: int | None = None
+    ipipMode: EncapMode | None = None
+    vxlanMode: EncapMode | None = None
+    natOutgoing: bool | None = None
+    disabled: bool | None = None
+    disableBGPExport: bool | None = None
+    nodeSelector: Selector | None = None
+
+    @model_validator(mode="after")
+    def _calico_rules(self) -> IPPoolSpec:
+        """clientv3 ippool.go validateAndSetDefaults, in its order."""
+        net = ipaddress.ip_network(self.cidr)
+        low, high, default = (20, 32, 26) if net.version == 4 else (116, 128, 122)
+        if self.blockSize is None:
+            self.blockSize = default
+        elif not low <= self.blockSize <= high:
+            raise _Invalid(f"IPv{net.version} block size must be between {low} and {high}", "blockSize")
+        if not self.disabled and net.prefixlen > self.blockSize:  # Calico checks enabled pools only
+            raise _Invalid(f"pool /{net.prefixlen} is smaller than one block (/{self.blockSize}): "
+                           "the pool must be at least the block size", "cidr")
+        self.ipipMode = self.ipipMode or "Never"
+        self.vxlanMode = self.vxlanMode or "Never"
+        if self.ipipMode != "Never" and self.vxlanMode != "Never":
+            raise _Invalid("cannot enable both VXLAN and IPIP on the same pool", "vxlanMode")
+        if net.version == 6 and self.ipipMode != "Never":
+            raise _Invalid("IPIP is not supported on an IPv6 pool", "ipipMode")
+        self.nodeSelector = self.nodeSelector or "all()"
+        return self
+
+
+class IPPool(Resource):
+    kind: Literal["IPPool"] = "IPPool"
+    spec: IPPoolSpec
+    spec_optional: ClassVar[bool] = False
+
+
+# ------------------------------------------------------------------ Node
+
+class NodeBGPSpec(_Strict):
+    asNumber: ASNumber | None = None
+    ipv4Address: CIDRv4 | None = None  # address with its subnet, e.g. 192.0.2.11/24
+    ipv6Address: CIDRv6 | None = None
+    ipv4IPIPTunnelAddr: IPv4 | None = None
+    routeReflectorClusterID: IPv4 | None = None
+
+
+class OrchRef(_Strict):
+    orchestrator: str
+    nodeName: str | None = None
+
+
+class NodeAddress(_Strict):
+    address: Net
+    type: Literal["CalicoNodeIP", "InternalIP", "ExternalIP"] | None = None
+
+
+class NodeSpec(_Strict):
+    bgp: NodeBGPSpec | None = None
+    ipv4VXLANTunnelAddr: IPv4 | None = None
+    vxlanTunnelMACAddr: MAC | None = None
+    ipv6VXLANTunnelAddr: IPv6 | None = None
+    vxlanTunnelMACAddrV6: MAC | None = None
+    orchRefs: list[OrchRef] | None = None
+    addresses: list[NodeAddress] | None = None
+
+    @model_validator(mode="after")
+    def _bgp_not_empty(self) -> NodeSpec:
+        if self.bgp is not None and not any(_set(v) for v in self.bgp.model_dump().values()):
+            raise _Invalid("must not be empty: give ipv4Address, ipv6Address or asNumber (or leave bgp out)", "bgp")
+        return self
+
+
+class Node(Resource):
+    kind: Literal["Node"] = "Node"
+    spec: NodeSpec
+
+
+# ------------------------------------------------------------------ BGP
+
+class CIDRBlock(_Strict):
+    cidr: OptNet | None = None
+
+
+class BGPConfigurationSpec(_Strict):
+    logSeverityScreen: Literal["Debug", "Info", "Warning", "Error", "Fatal"] | None = None
+    nodeToNodeMeshEnabled: bool | None = None
+    asNumber: ASNumber | None = None
+    listenPort: PortNumber | None = None
+    serviceClusterIPs: list[CIDRBlock] | None = None
+    serviceExternalIPs: list[CIDRBlock] | None = None
+    serviceLoadBalancerIPs: list[CIDRBlock] | None = None
+
+
+_DEFAULT_ONLY = ("nodeToNodeMeshEnabled", "asNumber", "serviceClusterIPs", "serviceExternalIPs",
+                 "serviceLoadBalancerIPs")
+
+
+class BGPConfiguration(Resource):
+    """`default` is global; `node.<name>` ones hold per-node settings (as Calico)."""
+
+    kind: Literal["BGPConfiguration"] = "BGPConfiguration"
+    spec: BGPConfigurationSpec
+
+    @model_validator(mode="after")
+    def _default_only_fields(self) -> BGPConfiguration:
+        """clientv3 bgpconfig.go ValidateDefaultOnlyFields."""
+        if self.metadata.name != "default":
+            for field in _DEFAULT_ONLY:
+                if _set(getattr(self.spec, field)):
+                    raise _Invalid("can only be set in the BGPConfiguration named 'default'", "spec", field)
+        return self
+
+
+class BGPPeerSpec(_Strict):
+    node: OptName | None = None
+    nodeSelector: Selector | None = None
+    peerIP: Annotated[str, AfterValidator(_optional(_peer_ip))] | None = None
+    asNumber: ASNumber | None = None
+    peerSelector: Selector | None = None
+
+    @model_validator(mode="after")
+    def _calico_rules(self) -> BGPPeerSpec:
+        """validator.go validateBGPPeerSpec; the last two are ours: Calico accepts a peer with no
+        peerIP and no peerSelector (it peers with nothing), or a peerIP without an AS number
+        (a BIRD config that cannot work) - we refuse both up front."""
+        if self.node and self.nodeSelector:
+            raise _Invalid("must be empty when nodeSelector is set", "node")
+        if self.peerIP and self.peerSelector:
+            raise _Invalid("must be empty when peerSelector is set", "peerIP")
+        if self.asNumber is not None and self.peerSelector:
+            raise _Invalid("must be empty when peerSelector is set (the selected nodes' AS numbers are used)",
+                           "asNumber")
+        if not self.peerIP and not self.peerSelector:
+            raise _Invalid("required field is missing (give peerIP or peerSelector)", "peerIP")
+        if self.peerIP and self.asNumber is None:
+            raise _Invalid("required field is missing (a peerIP needs the peer's AS number)", "asNumber")
+        return self
+
+
+class BGPPeer(Resource):
+    kind: Literal["BGPPeer"] = "BGPPeer"
+    spec: BGPPeerSpec
+    spec_optional: ClassVar[bool] = False
+
+
+# ------------------------------------------------------------------ rules
+
+class ICMPFields(_Strict):
+    type: Annotated[int, Field(ge=0, le=254)] | None = None
+    code: Annotated[int, Field(ge=0, le=255)] | None = None
+
+    @model_validator(mode="after")
+    def _code_needs_type(self) -> ICMPFields:
+        if self.code is not None and self.type is None:  # a kernel limitation, Calico says
+            raise _Invalid("an ICMP code needs an ICMP type", "code")
+        return self
+
+
+class ServiceAccountMatch(_Strict):
+    names: list[str] | None = None
+    selector: Selector | None = None
+
+
+class EntityRule(_Strict):
+    nets: list[Net] | None = None
+    notNets: list[Net] | None = None
+    selector: Selector | None = None
+    notSelector: Selector | None = None
+    namespaceSelector: Selector | None = None
+    ports: list[Port] | None = None
+    notPorts: list[Port] | None = None
+    serviceAccounts: ServiceAccountMatch | None = None
+
+    @model_validator(mode="after")
+    def _global_selector(self) -> EntityRule:
+        """validator.go validateEntityRule."""
+        if self.selector and "global()" in self.selector:
+            raise _Invalid("global() can only be used in a namespaceSelector", "selector")
+        namespaces = self.namespaceSelector or ""
+        if "global(" in namespaces and re.sub(r"\s", "", namespaces) != "global()":
+            raise _Invalid("global() cannot be combined with other selectors", "namespaceSelector")
+        return self
+
+
+class RuleMetadata(_Strict):
+    annotations: dict[str, str] | None = None
+
+
+def _supports_ports(protocol: Any) -> bool:
+    return protocol in ("TCP", "UDP", "SCTP", 6, 17, 132, "6", "17", "132")
+
+
+def _is_icmp(protocol: Any) -> bool:
+    return protocol in ("ICMP", 1, "1")
+
+
+def _is_icmpv6(protocol: Any) -> bool:
+    return protocol in ("ICMPv6", 58, "58")
+
+
+class Rule(_Strict):
+    action: Literal["Allow", "Deny", "Log", "Pass"]
+    ipVersion: Literal[4, 6] | None = None
+    protocol: Protocol | None = None
+    notProtocol: Protocol | None = None
+    icmp: ICMPFields | None = None
+    notICMP: ICMPFields | None = None
+    source: EntityRule | None = None
+    destination: EntityRule | None = None
+    metadata: RuleMetadata | None = None
+
+    @model_validator(mode="after")
+    def _calico_rules(self) -> Rule:
+        """validator.go validateRule."""
+        if not _supports_ports(self.protocol):
+            for side in ("source", "destination"):
+                entity = getattr(self, side)
+                for field in ("ports", "notPorts"):
+                    if entity is not None and getattr(entity, field):
+                        raise _Invalid("ports are only valid with protocol TCP, UDP or SCTP", side, field)
+        if self.icmp is not None and not (_is_icmp(self.protocol) or _is_icmpv6(self.protocol)):
+            raise _Invalid("ICMP fields are only valid with protocol ICMP or ICMPv6", "icmp")
+        if self.ipVersion is not None:
+            if (_is_icmp(self.protocol) or _is_icmp(self.notProtocol)) and self.ipVersion != 4:
+                raise _Invalid("must be 4 with protocol ICMP", "ipVersion")
+            if (_is_icmpv6(self.protocol) or _is_icmpv6(self.notProtocol)) and self.ipVersion != 6:
+                raise _Invalid("must be 6 with protocol ICMPv6", "ipVersion")
+        self._check_net_versions()
+        return self
+
+    def _check_net_versions(self) -> None:
+        seen: set[int] = set()
+        for side in ("source", "destination"):
+            entity = getattr(self, side)
+            for field in ("nets", "notNets"):
+                nets = getattr(entity, field) if entity is not None else None
+                versions = {_interface(n).version for n in nets or ()}
+                if self.ipVersion is not None and versions - {self.ipVersion}:
+                    raise _Invalid(f"an IPv{(versions - {self.ipVersion}).pop()} network in a rule "
+                                   f"with ipVersion {self.ipVersion}", side, field)
+                if len(versions | seen) > 1:
+                    raise _Invalid("the rule mixes IPv4 and IPv6 networks", side, field)
+                seen |= versions
+
+
+Rules = list[Rule]
+
+
+# ------------------------------------------------------------------ policies and profiles
+
+PolicyType = Literal["Ingress", "Egress"]
+
+
+def default_types(spec: Any) -> list[str]:
+    """Calico's `types` when none are given (clientv3 defaultPolicyTypesField): Ingress when the
+    policy has no egress rules (even with no ingress rules either), Egress when it has egress
+    rules only, both when it has both. Given types are kept. `spec`: a model or a mapping."""
+    def get(key: str) -> Any:
+        return spec.get(key) if isinstance(spec, Mapping) else getattr(spec, key, None)
+    if get("types"):
+        return list(get("types"))
+    if not get("egress"):
+        return ["Ingress"]
+    if not get("ingress"):
+        return ["Egress"]
+    return ["Ingress", "Egress"]
+
+
+class _PolicySpec(_Strict):
+    order: Annotated[Any, AfterValidator(_number)] | None = None
+    selector: Selector | None = None
+    types: list[PolicyType] | None = None
+    ingress: Rules | None = None
+    egress: Rules | None = None
+    serviceAccountSelector: Selector | None = None
+
+    @model_validator(mode="after")
+    def _policy_rules(self) -> _PolicySpec:
+        """validator.go validateNetworkPolicySpec; then Calico's defaults."""
+        for i, kind in enumerate(self.types or ()):
+            if kind in (self.types or [])[:i]:
+                raise _Invalid(f"{kind!r} is listed more than once", "types")
+        for field in ("selector", "serviceAccountSelector"):
+            if "global()" in (getattr(self, field) or ""):
+                raise _Invalid("global() can only be used in an EntityRule namespaceSelector", field)
+        self.types = default_types(self)  # type: ignore[assignment]
+        self.selector = self.selector or "all()"  # an empty selector means all() anyway
+        return self
+
+
+class NetworkPolicySpec(_PolicySpec):
+    pass
+
+
+class GlobalNetworkPolicySpec(_PolicySpec):
+    doNotTrack: bool | None = None
+    preDNAT: bool | None = None
+    applyOnForward: bool | None = None
+    namespaceSelector: Selector | None = None
+
+    @model_validator(mode="after")
+    def _global_rules(self) -> GlobalNetworkPolicySpec:
+        """validator.go validateGlobalNetworkPolicySpec."""
+        if self.doNotTrack and self.preDNAT:
+            raise _Invalid("preDNAT and doNotTrack cannot both be true", "preDNAT")
+        if self.preDNAT and self.egress:
+            raise _Invalid("a preDNAT policy cannot have egress rules", "egress")
+        if self.preDNAT and "Egress" in (self.types or ()):
+            raise _Invalid("a preDNAT policy cannot have type Egress", "types")
+        if (self.doNotTrack or self.preDNAT) and not self.applyOnForward:
+            raise _Invalid("must be true when preDNAT or doNotTrack is true", "applyOnForward")
+        if "global()" in (self.namespaceSelector or ""):
+            raise _Invalid("global() can only be used in an EntityRule namespaceSelector", "namespaceSelector")
+        return self
+
+
+class NetworkPolicy(Resource):
+    kind: Literal["NetworkPolicy"] = "NetworkPolicy"
+    spec: NetworkPolicySpec
+    namespaced: ClassVar[bool] = True
+    name_pattern: ClassVar[re.Pattern[str] | None] = _POLICY_NAME
+
+
+class GlobalNetworkPolicy(Resource):
+    kind: Literal["GlobalNetworkPolicy"] = "GlobalNetworkPolicy"
+    spec: GlobalNetworkPolicySpec
+    name_pattern: ClassVar[re.Pattern[str] | None] = _POLICY_NAME
+
+
+class ProfileSpec(_Strict):
+    ingress: Rules | None = None
+    egress: Rules | None = None
+    labelsToApply: Labels | None = None
+
+
+class Profile(Resource):
+    kind: Literal["Profile"] = "Profile"
+    spec: ProfileSpec
+
+
+# ------------------------------------------------------------------ WorkloadEndpoint
+
+class IPNAT(_Strict):
+    internalIP: IP
+    externalIP: IP
+
+    @model_validator(mode="after")
+    def _same_version(self) -> IPNAT:
+        if (self.internalIP and self.externalIP
+                and _address(self.internalIP).version != _address(self.externalIP).version):
+            raise _Invalid("internalIP and externalIP must be the same IP version", "externalIP")
+        return self
+
+
+class WorkloadEndpointPort(_Strict):
+    name: Annotated[str, AfterValidator(_optional(_port_name))] | None = None
+    protocol: Protocol
+    port: PortNumber
+    hostPort: Annotated[int, Field(ge=0, le=65535)] | None = None
+    hostIP: OptNet | None = None
+
+    @model_validator(mode="after")
+    def _calico_rules(self) -> WorkloadEndpointPort:
+        if not _supports_ports(self.protocol):
+            raise _Invalid("only TCP, UDP and SCTP have ports", "protocol")
+        if not self.name and not self.hostPort:
+            raise _Invalid("required field is missing (unless hostPort is set)", "name")
+        return self
+
+
+class WorkloadEndpointSpec(_Strict):
+    """The fields our CNI plugin writes are required (cni_calico/resources.py); Calico's rules."""
+
+    orchestrator: Name
+    workload: OptName | None = None
+    node: Name
+    containerID: Annotated[str, AfterValidator(_container_id)]
+    pod: OptName | None = None
+    endpoint: Name
+    serviceAccountName: OptName | None = None
+    interfaceName: Annotated[str, AfterValidator(_interface_name)]
+    mac: MAC | None = None
+    ipNetworks: list[Net] | None = None
+    ipNATs: list[IPNAT] | None = None
+    ipv4Gateway: IPv4 | None = None
+    ipv6Gateway: IPv6 | None = None
+    profiles: list[Name] | None = None
+    ports: list[WorkloadEndpointPort] | None = None
+
+    @model_validator(mode="after")
+    def _calico_rules(self) -> WorkloadEndpointSpec:
+        """validator.go validateWorkloadEndpointSpec."""
+        networks = [_interface(n).network for n in self.ipNetworks or ()]
+        for i, net in enumerate(networks):
+            if net.num_addresses != 1:
+                raise _Invalid("an endpoint network must be a single address (/32 or /128)", "ipNetworks", i)
+        for i, nat in enumerate(self.ipNATs or ()):
+            if nat.internalIP and not any(_address(nat.internalIP) in net for net in networks):
+                raise _Invalid(f"{nat.internalIP} is not one of the endpoint's ipNetworks", "ipNATs", i, "internalIP")
+        return self
+
+
+class WorkloadEndpoint(Resource):
+    kind: Literal["WorkloadEndpoint"] = "WorkloadEndpoint"
+    spec: WorkloadEndpointSpec
+    namespaced: ClassVar[bool] = True
+    spec_optional: ClassVar[bool] = False
+
+
+# ------------------------------------------------------------------ singletons
+
+class IPAMConfigurationSpec(_Strict):
+    # Stored with defaults filled in: autoAllocateBlocks true is what Calico's IPAM assumes
+    # when no configuration exists, so leaving the field out must not switch it off.
+    strictAffinity: bool = False
+    maxBlocksPerHost: Annotated[int, Field(ge=0)] = 0
+    autoAllocateBlocks: bool = True
+
+
+class IPAMConfiguration(Resource):
+    kind: Literal["IPAMConfiguration"] = "IPAMConfiguration"
+    spec: IPAMConfigurationSpec
+    only_name: ClassVar[str | None] = "default"
+
+
+class ClusterInformationSpec(_Strict):
+    clusterGUID: str | None = None
+    clusterType: str | None = None
+    calicoVersion: str | None = None
+    datastoreReady: bool | None = None
+    variant: str | None = None
+
+
+class ClusterInformation(Resource):
+    """Read-only for users (calicoctl refuses writes), but what is stored must validate."""
+
+    kind: Literal["ClusterInformation"] = "ClusterInformation"
+    spec: ClusterInformationSpec
+    only_name: ClassVar[str | None] = "default"
+
+
+KINDS: dict[str, type[Resource]] = {model.__name__: model for model in (
+    IPPool, Node, BGPConfiguration, BGPPeer, Profile, NetworkPolicy, GlobalNetworkPolicy,
+    WorkloadEndpoint, IPAMConfiguration, ClusterInformation)}
+
+
+# ------------------------------------------------------------------ entry points
+
+def validate(data: Any) -> Resource:
+    """The model for `data` (by its kind), defaults applied; ValidationFailure for the first problem."""
+    if not isinstance(data, dict):
+        raise ValidationFailure("", "a resource must be a mapping")
+    if "apiVersion" not in data:
+        raise ValidationFailure("apiVersion", "required field is missing")
+    if data["apiVersion"] != API_VERSION:
+        raise ValidationFailure("apiVersion", f"must be {API_VERSION!r}, not {data['apiVersion']!r}")
+    if "kind" not in data:
+        raise ValidationFailure("kind", "required field is missing")
+    kind = data["kind"]
+    model = KINDS.get(kind) if isinstance(kind, str) else None
+    if model is None:
+        hint = next((f"; did you mean {known!r}?" for known in KINDS
+                     if isinstance(kind, str) and known.lower() == kind.lower()), "")
+        raise ValidationFailure("kind", f"unknown kind {kind!r} (known: {', '.join(sorted(KINDS))}){hint}")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise _first_failure(exc) from None
+
+
+def to_stored(model: BaseModel) -> dict[str, Any]:
+    """The plain dict written to etcd: Calico's field names, defaults applied, unset fields left
+    out, no resourceVersion (the etcd revision is the resource version)."""
+    data = model.model_dump(mode="json", exclude_none=True)
+    data.get("metadata", {}).pop("resourceVersion", None)
+    return data
+
+
+# ------------------------------------------------------------------ pydantic errors -> one line
+
+_V1_FIELDS = {"nat-outgoing": "natOutgoing", "ipip": "ipipMode"}  # v1 spellings met in v3 documents
+
+_SHORT = {
+    "missing": "required field is missing",
+    "bool_type": "must be true or false",
+    "int_type": "must be an integer",
+    "float_type": "must be a number",
+    "string_type": "must be a string",
+    "dict_type": "must be a mapping",
+    "model_type": "must be a mapping",
+    "model_attributes_type": "must be a mapping",
+    "list_type": "must be a list",
+}
+
+
+def _first_failure(exc: ValidationError) -> ValidationFailure:
+    error = exc.errors()[0]
+    loc: tuple[Any, ...] = tuple(error["loc"])
+    ctx = error.get("ctx") or {}
+    cause = ctx.get("error")
+    if isinstance(cause, _Invalid):
+        return ValidationFailure(_path(loc + cause.path), str(cause))
+    return ValidationFailure(_path(loc), _message(error, loc))
+
+
+def _message(error: Any, loc: tuple[Any, ...]) -> str:
+    kind, ctx = error["type"], error.get("ctx") or {}
+    if kind == "extra_forbidden":
+        v3_name = _V1_FIELDS.get(str(loc[-1])) if loc else None
+        return f"unknown field (a Calico v1 field; v3 has {v3_name})" if v3_name else "unknown field"
+    if kind == "literal_error":
+        return f"must be {ctx['expected']}, not {error['input']!r}"
+    if kind == "greater_than_equal":
+        return f"must be at least {ctx['ge']}, not {error['input']!r}"
+    if kind == "less_than_equal":
+        return f"must be at most {ctx['le']}, not {error['input']!r}"
+    if kind == "value_error" and ctx.get("error") is not None:
+        return str(ctx["error"])
+    return _SHORT.get(kind, str(error["msg"]))
+
+
+def _path(loc: tuple[Any, ...]) -> str:
+    """('spec', 'ingress', 0, 'destination', 'ports') -> 'spec.ingress[0].destination.ports'."""
+    text = ""
+    for i, part in enumerate(loc):
+        if part == "[key]":
+            continue
+        is_key = i + 1 < len(loc) and loc[i + 1] == "[key]"  # a bad mapping key, not an index
+        if isinstance(part, int) and not is_key:
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+    return text
