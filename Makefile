@@ -12,7 +12,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SYSTEM_PACKAGES := etcd-server etcd-client iproute2 iputils-ping containernetworking-plugins \
 	podman runc busybox-static iptables util-linux bird2 python3-venv
 
-.PHONY: all system-deps venv test test-unit demo demo-clean clean
+.PHONY: all system-deps venv build install test test-unit demo demo-clean bench clean
 
 all: test
 
@@ -30,14 +30,50 @@ $(BIN)/python:
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test,build]'
 	touch $@
 
 venv: system-deps $(VENV)/.installed
 
-# All tiers: pure unit tests, real etcd, (later) namespaces and BIRD. No tests collected is a failure.
-test: venv
-	@$(BIN)/pytest -q; rc=$$?; \
+# The frozen executables: one PyInstaller one-dir bundle (dist/cni-calico/) whose executable is
+# calico, calico-ipam, calicoctl or calico-node by the name it is run as (dist/<name> links).
+# ONEFILE=1 builds a single self-unpacking file instead (slower to start: see README).
+SOURCES := $(shell find cni_calico packaging -name '*.py' -o -name '*.spec') pyproject.toml
+dist/.built: $(SOURCES) | venv
+	rm -rf dist/cni-calico
+	ONEFILE=$(ONEFILE) $(BIN)/pyinstaller --noconfirm --clean --log-level WARN --distpath dist \
+	  --workpath build/pyinstaller \
+	  packaging/cni-calico.spec
+	@for n in calico calico-ipam calicoctl calico-node; do \
+	  if [ "$(ONEFILE)" = 1 ]; then ln -sfn cni-calico dist/$$n; else ln -sfn cni-calico/cni-calico dist/$$n; fi; \
+	done
+	@out=$$(CNI_COMMAND=VERSION dist/calico </dev/null) && echo "$$out" | grep -q '"supportedVersions"' \
+	  || { echo "smoke test failed: CNI_COMMAND=VERSION dist/calico printed: $$out" >&2; exit 1; }
+	@echo "built dist/calico, dist/calico-ipam, dist/calicoctl, dist/calico-node (smoke test passed)"
+	touch $@
+
+build: venv dist/.built
+
+# make install [DESTDIR=...] [CNI_BIN_DIR=/opt/cni/bin] [BIN_DIR=/usr/local/bin]
+#              [INSTALL_CONF=1 CNI_CONF_DIR=/etc/cni/net.d]
+CNI_BIN_DIR  ?= /opt/cni/bin
+CNI_CONF_DIR ?= /etc/cni/net.d
+BIN_DIR      ?= /usr/local/bin
+install: build
+	install -d $(DESTDIR)$(CNI_BIN_DIR) $(DESTDIR)$(BIN_DIR)
+	rm -rf $(DESTDIR)$(CNI_BIN_DIR)/cni-calico
+	cp -a dist/cni-calico $(DESTDIR)$(CNI_BIN_DIR)/cni-calico
+	@target=cni-calico/cni-calico; [ -d dist/cni-calico ] || target=cni-calico; \
+	for n in calico calico-ipam; do ln -sfn $$target $(DESTDIR)$(CNI_BIN_DIR)/$$n; done; \
+	for n in calicoctl calico-node; do ln -sfn $(CNI_BIN_DIR)/$$target $(DESTDIR)$(BIN_DIR)/$$n; done
+	@if [ "$(INSTALL_CONF)" = 1 ]; then install -d $(DESTDIR)$(CNI_CONF_DIR) && \
+	  install -m 0644 examples/10-calico.conf $(DESTDIR)$(CNI_CONF_DIR)/10-calico.conf; fi
+	@echo "installed into $(DESTDIR)$(CNI_BIN_DIR) and $(DESTDIR)$(BIN_DIR)"
+
+# All tiers: pure unit tests, real etcd, namespaces, BIRD, podman; the end-to-end tests exec the
+# frozen binaries. No tests collected is a failure.
+test: venv build
+	@CNI_CALICO_FROZEN=1 $(BIN)/pytest -q; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
 
 test-unit: venv
@@ -47,12 +83,16 @@ test-unit: venv
 # PODS pods per host, then node status, routes, blocks and cross-host pings. Cleans up after itself.
 HOSTS ?= 2
 PODS  ?= 2
-demo: venv
-	$(BIN)/python -m cni_calico.lab.demo --hosts $(HOSTS) --pods $(PODS)
+demo: venv build
+	CNI_CALICO_FROZEN=1 $(BIN)/python -m cni_calico.lab.demo --hosts $(HOSTS) --pods $(PODS)
 
 # Only needed after a demo was killed: removes its namespaces, processes (by PID) and etcd.
 demo-clean: venv
 	$(BIN)/python -m cni_calico.lab.demo --clean
+
+# CNI latency against Debian's Go ptp + host-local, and cluster IPAM throughput (a script, not a test).
+bench: venv build
+	CNI_CALICO_FROZEN=1 $(BIN)/python -m cni_calico.lab.bench
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache

@@ -1,25 +1,63 @@
-"""Process entry points. Only the standard library and the skel load before the command is known."""
+"""Process entry points. Only the standard library and the skel load before the command is known,
+and a call the node agent can serve never loads more than the fast-path client."""
 
 from __future__ import annotations
 
+import io
+import os
+import sys
 
-def calico_ipam() -> None:
+
+def _plugin(name: str, load) -> None:  # type: ignore[no-untyped-def]
+    from .fastpath import try_fast_path
+
+    stdin = sys.stdin.buffer.read() if os.environ.get("CNI_COMMAND") != "VERSION" else b""
+    served = try_fast_path(name, os.environ, stdin)
+    if served is not None:
+        status, out = served
+        sys.stdout.write(out)
+        sys.stdout.flush()
+        sys.exit(status)
     from .skel import main
 
-    def load():  # type: ignore[no-untyped-def]
-        from .ipam import IpamPlugin
+    main(load, io.BytesIO(stdin))
 
-        return IpamPlugin()
 
-    main(load)
+def _load_ipam():  # type: ignore[no-untyped-def]
+    from .ipam import IpamPlugin
+
+    return IpamPlugin()
+
+
+def _load_calico():  # type: ignore[no-untyped-def]
+    from .plugin import CalicoPlugin
+
+    return CalicoPlugin()
+
+
+def calico_ipam() -> None:
+    _plugin("calico-ipam", _load_ipam)
 
 
 def calico() -> None:
-    from .skel import main
+    _plugin("calico", _load_calico)
 
-    def load():  # type: ignore[no-untyped-def]
-        from .plugin import CalicoPlugin
 
-        return CalicoPlugin()
+def multicall() -> None:
+    """One frozen bundle, several commands: the name it was run by picks the command."""
+    name = os.path.basename(sys.argv[0])
+    if name == "calico":
+        calico()
+    elif name == "calico-ipam":
+        calico_ipam()
+    elif name == "calicoctl":
+        from .ctl.main import main as ctl_main
 
-    main(load)
+        ctl_main()
+    elif name == "calico-node":
+        from .node.main import main as node_main
+
+        node_main()
+    else:
+        print(f"cni-calico: run me as calico, calico-ipam, calicoctl or calico-node (not {name!r})", file=sys.stderr)
+        sys.exit(2)

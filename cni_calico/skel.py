@@ -217,10 +217,10 @@ def _dispatch(handlers: Handlers, args: CmdArgs) -> dict[str, Any] | None:
     return None
 
 
-def main(load_handlers: Callable[[], Handlers]) -> None:
-    """Process entry point for a CNI plugin executable."""
+def main(load_handlers: Callable[[], Handlers], stdin: IO[Any] | None = None) -> None:
+    """Process entry point for a CNI plugin executable (`stdin`: already read by the fast-path client)."""
     import os
 
-    status = run(load_handlers, os.environ, sys.stdin.buffer, sys.stdout)
+    status = run(load_handlers, os.environ, stdin if stdin is not None else sys.stdin.buffer, sys.stdout)
     sys.stdout.flush()
     sys.exit(status)

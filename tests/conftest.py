@@ -5,17 +5,16 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 
 from cni_calico.datastore import EtcdDatastore, MemoryDatastore
+from cni_calico.lab import binaries
 from cni_calico.lab.etcd import PrivateEtcd
 
 REPO = Path(__file__).resolve().parent.parent
-PACKAGING = REPO / "packaging"
 
 
 @pytest.fixture(scope="session")
@@ -72,7 +71,7 @@ def run_cni(plugin: str, command: str, config: dict[str, Any] | str | bytes, *, 
     env.update(extra_env or {})
     env = {k: v for k, v in env.items() if v is not None}
     data = config if isinstance(config, (str, bytes)) else json.dumps(config)
-    proc = subprocess.run([sys.executable, str(PACKAGING / f"{plugin}.py")],
+    proc = subprocess.run(binaries.command(plugin),
                           input=data.encode() if isinstance(data, str) else data,
                           capture_output=True, env=env, timeout=timeout)
     out = proc.stdout.decode()

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
-import sys
+import tempfile
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from cni_calico.lab import binaries
 from cni_calico.lab.relay import NetnsRelay
-
-from .conftest import PACKAGING
 
 NETNS_DIR = "/var/run/netns"
 BASE_LINKS = ["lo", "uplink", "uplink-peer"]  # what a simulated host holds before any pod
@@ -35,6 +36,9 @@ class Lab:
     prefix: str = field(default_factory=lambda: "cc" + uuid.uuid4().hex[:6])
     namespaces: list[str] = field(default_factory=list)
     relay: NetnsRelay | None = None
+    fast_path: bool = False  # calls go to a calico-node serving the CNI fast path in the host
+    agent: subprocess.Popen[bytes] | None = None
+    workdir: str = ""
 
     @property
     def host(self) -> str:
@@ -64,9 +68,41 @@ class Lab:
         sh("ip", "netns", "exec", self.host, "sysctl", "-qw", "net.ipv4.ip_forward=1")
         self.relay = NetnsRelay(self.etcd_port)
         self.relay.expose(f"{NETNS_DIR}/{self.host}")
+        if self.fast_path:
+            self._start_agent()
         return self
 
+    @property
+    def socket(self) -> str:
+        return f"{self.workdir}/cni.sock"
+
+    def _start_agent(self) -> None:
+        """calico-node without BGP, only serving the fast path for this host."""
+        self.workdir = tempfile.mkdtemp(prefix=f"{self.prefix}-agent-")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("CNI_", "ETCD_", "CALICO_"))}
+        env.update(ETCD_ENDPOINTS=self.etcd, NODENAME="host1", IP="none", CALICO_NETWORKING_BACKEND="none",
+                   NO_DEFAULT_POOLS="true", CALICO_HEALTH_PORT="0", HOSTNAME_FILE=f"{self.workdir}/nodename",
+                   CALICO_LOG_FILE=f"{self.workdir}/agent.log")
+        self.agent = subprocess.Popen(["ip", "netns", "exec", self.host, *binaries.command("calico-node"),
+                                       "--run-dir", self.workdir], env=env, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while not os.path.exists(self.socket):
+            if self.agent.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"calico-node did not serve {self.socket}")
+            time.sleep(0.05)
+
     def stop(self) -> None:
+        if self.agent is not None:
+            self.agent.terminate()
+            try:
+                self.agent.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.agent.kill()
+                self.agent.wait()
+            self.agent = None
+        if self.workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
         if self.relay:
             self.relay.close()
         for name in reversed(self.namespaces):
@@ -77,8 +113,9 @@ class Lab:
         return f"{NETNS_DIR}/{self.netns(name)}"
 
     def conf(self, **extra: Any) -> dict[str, Any]:
+        path = {"fast_path": "only", "fast_path_socket": self.socket} if self.fast_path else {"fast_path": "off"}
         return {"cniVersion": "1.0.0", "name": "net1", "type": "calico", "etcd_endpoints": self.etcd,
-                "nodename": "host1", "ipam_lock_file": "", "ipam": {"type": "calico-ipam"}, **extra}
+                "nodename": "host1", "ipam_lock_file": "", "ipam": {"type": "calico-ipam"}, **path, **extra}
 
     def cni(self, command: str, config: dict[str, Any] | str, *, container_id: str, netns: str, ifname: str = "eth0",
             args: str = "", env: dict[str, str] | None = None,
@@ -88,7 +125,7 @@ class Lab:
         full_env.update(CNI_COMMAND=command, CNI_CONTAINERID=container_id, CNI_NETNS=netns, CNI_IFNAME=ifname,
                         CNI_ARGS=args, CNI_PATH="/usr/lib/cni", **(env or {}))
         stdin = config if isinstance(config, str) else json.dumps(config)
-        proc = subprocess.run(["ip", "netns", "exec", self.host, sys.executable, str(PACKAGING / f"{plugin}.py")],
+        proc = subprocess.run(["ip", "netns", "exec", self.host, *binaries.command(plugin)],
                               input=stdin.encode(), capture_output=True, env=full_env, timeout=120)
         out = proc.stdout.decode().strip()
         return proc.returncode, json.loads(out) if out else None, proc.stderr.decode()

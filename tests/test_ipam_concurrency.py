@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import tempfile
 from collections import Counter
 from typing import Any
@@ -21,7 +20,7 @@ from cni_calico.admin import create_pool
 from cni_calico.block import AllocationBlock
 from cni_calico.datastore import EtcdDatastore
 
-from .conftest import PACKAGING
+from cni_calico.lab import binaries
 
 pytestmark = pytest.mark.etcd
 
@@ -37,7 +36,7 @@ def launch(command: str, etcd: str, node: str, cid: str) -> subprocess.Popen[byt
     with tempfile.TemporaryFile() as stdin:  # the child keeps its own descriptor
         stdin.write(json.dumps(config).encode())
         stdin.seek(0)
-        return subprocess.Popen([sys.executable, str(PACKAGING / "calico-ipam.py")], stdin=stdin,
+        return subprocess.Popen(binaries.command("calico-ipam"), stdin=stdin,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
 
 

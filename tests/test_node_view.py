@@ -50,11 +50,20 @@ def test_cache_ignores_blocks_and_handles_and_reports_changes() -> None:
     assert not cache.apply([WatchEvent(block_key, "{}", 8), WatchEvent(keys.handle("h"), "{}", 8)])
     assert cache.revision == 8 and block_key not in cache.values
     key, value = node("b", "192.0.2.12")
-    assert cache.apply([WatchEvent(key, value, 9)])
+    assert cache.apply([WatchEvent(key, value, 9)]) == {key}
     assert not cache.apply([WatchEvent(key, value, 10)])  # the same value again is no change
-    assert cache.apply([WatchEvent(key, None, 11)])
+    assert cache.apply([WatchEvent(key, None, 11)]) == {key}
     assert not cache.apply([WatchEvent(key, None, 12)])  # deleting what is absent is no change
     assert key not in cache.values
+
+
+def test_only_routing_keys_trigger_a_resync() -> None:
+    from cni_calico.node.cache import affects_routing
+    from cni_calico.resources import workload_endpoint_key
+    assert affects_routing(node_key("a")) and affects_routing(pool_key("p"))
+    assert affects_routing(keys.affinity("a", netaddr.IPNetwork("10.0.0.0/26")))
+    assert not affects_routing(workload_endpoint_key("default", "a-cni-c1-eth0"))
+    assert not affects_routing(keys.resource("profiles", "net1"))
 
 
 def test_bird_input_for_a_three_node_mesh() -> None:

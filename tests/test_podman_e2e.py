@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -24,7 +23,7 @@ from cni_calico.admin import create_pool
 from cni_calico.datastore import EtcdDatastore
 from cni_calico.lab.etcd import PrivateEtcd
 
-from .conftest import PACKAGING
+from cni_calico.lab import binaries
 from .netlab import BASE_LINKS, NETNS_DIR, Lab
 
 pytestmark = [pytest.mark.root, pytest.mark.etcd]
@@ -90,10 +89,7 @@ volume_path = "{root}/volumes"
         return proc
 
     def install_plugins(self) -> None:
-        for name in ("calico", "calico-ipam"):
-            wrapper = self.root / "cni-bin" / name
-            wrapper.write_text(f"#!/bin/sh\nexec {sys.executable} {PACKAGING / (name + '.py')}\n")
-            wrapper.chmod(0o755)
+        binaries.bin_dir(self.root / "cni-bin")  # our plugins (frozen under `make test`)
         for name in ("portmap", "tuning", "loopback"):
             (self.root / "cni-bin" / name).symlink_to(DEBIAN_CNI / name)
 

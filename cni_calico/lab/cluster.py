@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..procs import running
+from . import binaries
 from .relay import NetnsRelay
 
 NETNS_DIR = "/var/run/netns"
@@ -91,6 +92,7 @@ class Cluster:
         self.workdir = Path(tempfile.mkdtemp(prefix=f"{self.prefix}-"))
         self.namespaces: list[str] = []
         self.relay: NetnsRelay | None = None
+        self.bin_dir = binaries.bin_dir(self.workdir / "bin")  # CNI_PATH: our plugins by name
         names = node_names or [f"node{i}" for i in range(1, hosts + 1)]
         self.hosts = [Host(i, name, f"{self.prefix}-h{i}", f"{SUBNET}.{10 + i}", self.workdir / name)
                       for i, name in enumerate(names, start=1)]
@@ -155,7 +157,7 @@ class Cluster:
     def start_agent(self, host: Host, wait: bool = True, **extra_env: str) -> subprocess.Popen[bytes]:
         """calico-node inside the host's namespace, as `ip netns exec` runs it (same PID)."""
         log = open(host.run_dir / "calico-node.out", "ab")
-        host.agent = subprocess.Popen(["ip", "netns", "exec", host.netns, self.python, "-m", "cni_calico.node",
+        host.agent = subprocess.Popen(["ip", "netns", "exec", host.netns, *binaries.command("calico-node"),
                                        "--run-dir", str(host.run_dir)],
                                       env=self.agent_env(host, **extra_env), stdin=subprocess.DEVNULL,
                                       stdout=log, stderr=log)
@@ -227,7 +229,8 @@ class Cluster:
     def pod_conf(self, host: Host) -> dict[str, Any]:
         conf = json.loads(EXAMPLE_CONF.read_text())
         # A real host has one /var/lib/calico/nodename; simulated hosts share a filesystem.
-        conf.update(etcd_endpoints=self.etcd, nodename_file=str(host.nodename_file), log_level="warning")
+        conf.update(etcd_endpoints=self.etcd, nodename_file=str(host.nodename_file), log_level="warning",
+                    fast_path_socket=str(host.run_dir / "cni.sock"))  # served when the host's agent runs
         return conf
 
     def cni(self, host: Host, command: str, container_id: str, netns: str, plugin: str = "calico",
@@ -244,7 +247,7 @@ class Cluster:
         return result
 
     def plugin_path(self, plugin: str) -> str:
-        return str(Path(self.python).with_name(plugin))
+        return str(self.bin_dir / plugin)
 
     def add_pod(self, host: Host, pod: str) -> str:
         """A netns for the pod, then `calico ADD` run inside the host; returns the pod's IPv4 address."""
@@ -278,7 +281,7 @@ class Cluster:
 
     def calicoctl(self, host: Host, *args: str) -> subprocess.CompletedProcess[str]:
         env = self.agent_env(host)
-        return subprocess.run(["ip", "netns", "exec", host.netns, self.python, "-m", "cni_calico.ctl", *args],
+        return subprocess.run(["ip", "netns", "exec", host.netns, *binaries.command("calicoctl"), *args],
                               capture_output=True, text=True, env=env, timeout=60)
 
     # ------------------------------------------------------------ teardown

@@ -47,6 +47,10 @@ class NetnsRelay:
             try:
                 upstream = socket.create_connection(self.target, timeout=5)
                 upstream.settimeout(None)
+                # gRPC writes small frames and waits for answers: Nagle's algorithm against the
+                # peer's delayed ACK would hold each one back for tens of milliseconds.
+                for s in (client, upstream):
+                    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError as exc:
                 log.warning("relay: cannot reach %s:%d: %s", *self.target, exc)
                 client.close()

@@ -21,7 +21,7 @@ from . import startup, view
 from .bird import BirdDaemon
 from .bird_config import render
 from .birdctl import BirdControl, BirdError
-from .cache import WATCH_PREFIX, Cache
+from .cache import WATCH_PREFIX, Cache, affects_routing
 from .config import AgentConfig
 from .health import HealthServer
 from .metrics import Registry
@@ -72,7 +72,7 @@ class Agent:
         self.rendered: str | None = None
         self.synced = False
         self.heartbeat = time.monotonic()
-        self.problem = ""  # the last dataplane problem, shown by /readiness
+        self.problems: dict[str, str] = {}  # by area ("bird", "ipip"): shown by /readiness
         self.bird: BirdDaemon | None = None
         if config.backend == "bird":
             self.bird = BirdDaemon(config.bird_config, config.bird_socket, config.bird_pid, binary=config.bird_binary)
@@ -132,8 +132,13 @@ class Agent:
                 raise startup.StartupError(f"health port {self.config.health_host}:{self.config.health_port}: "
                                            f"{exc.strerror}") from None
         self.config.agent_pid.write_text(str(os.getpid()))
+        cni_server = None
         try:
             self.start_up()
+            if self.config.cni_socket_path is not None:
+                from .cni_server import CniServer
+
+                cni_server = CniServer(self.config.cni_socket_path, self.config.cni_workers).start()
             backoff = 0.5
             while not self.stop.is_set():
                 try:
@@ -148,6 +153,8 @@ class Agent:
                     self.stop.wait(backoff)
                     backoff = min(backoff * 2, MAX_BACKOFF)
         finally:
+            if cni_server is not None:
+                cni_server.stop()
             self.shutdown()
             if health:
                 health.stop()
@@ -166,7 +173,7 @@ class Agent:
                 batch = watch.next_batch(timeout=TICK)
                 if batch:
                     self.metrics.inc("calico_node_watch_events_total", len(batch))
-                    if self.cache.apply(batch):
+                    if any(affects_routing(key) for key in self.cache.apply(batch)):
                         self.sync()
                 self.supervise()
         finally:
@@ -197,11 +204,10 @@ class Agent:
                 log.info("BIRD reloaded: %d peers, %d blocks", len(inp.peers), len(inp.blocks))
         except BirdError as exc:  # BIRD keeps its previous configuration; retried on the next change
             self.metrics.inc("calico_node_bird_reload_failures_total")
-            self.problem = f"BIRD refused the configuration: {exc}"
-            log.error(self.problem)
+            self._problem("bird", f"BIRD refused the configuration: {exc}")
             return
         self.rendered = text
-        self.problem = ""
+        self.problems.pop("bird", None)
 
     def _write_config(self, text: str) -> None:
         path: Path = self.config.bird_config
@@ -215,15 +221,16 @@ class Agent:
         pools = view.pools(self.cache)
         address = ensure_tunnel_address(self.ds, self.name, pools)
         if address is None:
+            self.problems.pop("ipip", None)
             return
         from ..netns import Netns
 
         try:
             with Netns(None) as here:
                 here.ensure_ipip_tunnel(TUNNEL_DEVICE, address)
+            self.problems.pop("ipip", None)
         except CniError as exc:  # e.g. a kernel without the ipip driver: routing still works, IPIP not
-            self.problem = f"IPIP: {exc.msg}"
-            log.error(self.problem)
+            self._problem("ipip", f"IPIP: {exc.msg}")
 
     def supervise(self) -> None:
         if self.bird is None or self.rendered is None:
@@ -231,8 +238,7 @@ class Agent:
         try:
             self._restart_bird_if_dead()
         except BirdError as exc:
-            self.problem = f"BIRD does not start: {exc}"
-            log.error(self.problem)
+            self._problem("bird", f"BIRD does not start: {exc}")
         now = time.monotonic()
         if now - self._peers_checked >= PEER_REFRESH:
             self._peers_checked = now
@@ -255,14 +261,18 @@ class Agent:
         marker.unlink(missing_ok=True)
         log.info("BIRD started (pid %s)", self.bird.pid)
 
+    def _problem(self, area: str, text: str) -> None:
+        if self.problems.get(area) != text:  # say it once, not on every sync
+            log.error(text)
+        self.problems[area] = text
+
     def _restart_bird_if_dead(self) -> bool:
         assert self.bird is not None
         if not self.bird.restart_if_dead():
             return False
         self.metrics.inc("calico_node_bird_restarts_total")
         log.warning("BIRD had died: restarted it (pid %s)", self.bird.pid)
-        if self.problem.startswith("BIRD does not start"):
-            self.problem = ""
+        self.problems.pop("bird", None)
         return True
 
     def shutdown(self) -> None:
@@ -282,8 +292,8 @@ class Agent:
             return False, "not in sync with etcd"
         if self.bird is not None and not self.bird.alive():
             return False, "BIRD is not running"
-        if self.problem:
-            return False, self.problem
+        if self.problems:
+            return False, "; ".join(self.problems[area] for area in sorted(self.problems, reverse=True))
         return True, f"ready: node {self.name}, in sync at revision {self.cache.revision}"
 
     # ------------------------------------------------------------ helpers

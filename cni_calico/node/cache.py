@@ -16,8 +16,17 @@ WATCH_PREFIX = "/calico/"
 IGNORED_PREFIXES = (keys.IPAM + "assignment/", keys.HANDLE_PREFIX)
 
 
+ROUTING_PREFIXES = tuple(keys.resource_prefix(p) for p in ("nodes", "ippools", "bgppeers", "bgpconfigurations")) + \
+    (keys.IPAM + "host/",)
+
+
 def relevant(key: str) -> bool:
     return key.startswith(WATCH_PREFIX) and not key.startswith(IGNORED_PREFIXES)
+
+
+def affects_routing(key: str) -> bool:
+    """Workload endpoints and profiles change with every pod: BGP and IPIP never read them."""
+    return key.startswith(ROUTING_PREFIXES)
 
 
 @dataclass
@@ -29,18 +38,19 @@ class Cache:
         self.values = {kv.key: kv.value for kv in rows if relevant(kv.key)}
         self.revision = revision
 
-    def apply(self, events: Iterable[WatchEvent]) -> bool:
-        """Apply a batch; True if anything the agent reads changed."""
-        changed = False
+    def apply(self, events: Iterable[WatchEvent]) -> set[str]:
+        """Apply a batch; the keys whose value really changed."""
+        changed = set()
         for event in events:
             self.revision = max(self.revision, event.mod_revision)
             if not relevant(event.key):
                 continue
             if event.value is None:
-                changed |= self.values.pop(event.key, None) is not None
+                if self.values.pop(event.key, None) is not None:
+                    changed.add(event.key)
             elif self.values.get(event.key) != event.value:
                 self.values[event.key] = event.value
-                changed = True
+                changed.add(event.key)
         return changed
 
     def under(self, prefix: str) -> dict[str, str]:

@@ -32,6 +32,8 @@ ENV_NAMES = {
     "CALICO_LOG_LEVEL": "log_level",
     "CALICO_LOG_FILE": "log_file",
     "CALICO_BIRD_BINARY": "bird_binary",
+    "CALICO_CNI_SOCKET": "cni_socket",
+    "CALICO_CNI_WORKERS": "cni_workers",
 }
 
 _IPIP_MODES = {"": "Never", "never": "Never", "off": "Never", "false": "Never", "always": "Always",
@@ -62,6 +64,8 @@ class AgentConfig(BaseModel):
     log_level: str = "info"
     log_file: str | None = None
     bird_binary: str = "bird"
+    cni_socket: str = ""  # the CNI fast path: "" = <run_dir>/cni.sock, "none" = not served
+    cni_workers: int = Field(default=8, ge=1, le=64)
 
     @field_validator("ipv4pool_ipip", mode="before")
     @classmethod
@@ -95,6 +99,12 @@ class AgentConfig(BaseModel):
     @property
     def bird_log(self) -> Path:
         return self.run_path / "bird.log"
+
+    @property
+    def cni_socket_path(self) -> Path | None:
+        if self.cni_socket.lower() == "none":
+            return None
+        return Path(self.cni_socket) if self.cni_socket else self.run_path / "cni.sock"
 
     @property
     def agent_pid(self) -> Path:

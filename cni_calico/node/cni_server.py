@@ -1,0 +1,144 @@
+"""The CNI fast path, served by calico-node: the same handlers as the executables, kept warm.
+
+A root-only unix socket (mode 0600, and the peer's uid is checked); one thread per call, at
+most `workers` at once (more wait for a slot); the etcd connection is opened once per set of
+endpoints and kept. Each call goes through `skel.run` exactly as in a standalone process, so
+both paths give the same answers.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import logging
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from .. import fastpath, logs, skel
+from ..datastore import Datastore
+
+log = logging.getLogger(__name__)
+
+
+class _Shared:
+    """A datastore lent to one call: closing it keeps the connection for the next."""
+
+    def __init__(self, inner: Datastore) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def __enter__(self) -> _Shared:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class DatastorePool:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._stores: dict[tuple[Any, ...], Datastore] = {}
+
+    def factory(self, conf: Any, env: Any) -> Any:
+        from ..ipam import datastore_from_conf
+
+        key = (conf.etcd_endpoints or env.get("ETCD_ENDPOINTS"), conf.etcd_key_file, conf.etcd_cert_file,
+               conf.etcd_ca_cert_file)
+        with self._lock:
+            if key not in self._stores:
+                self._stores[key] = datastore_from_conf(conf, env)
+            return _Shared(self._stores[key])
+
+    def close(self) -> None:
+        with self._lock:
+            for store in self._stores.values():
+                store.close()
+            self._stores.clear()
+
+
+class CniServer:
+    def __init__(self, path: str | Path, workers: int = 8) -> None:
+        self.path = Path(path)
+        self.slots = threading.BoundedSemaphore(workers)
+        self.pool = DatastorePool()
+        self.served = 0
+        self._sock: socket.socket | None = None
+        self._handlers: dict[str, Callable[[], Any]] = {}
+
+    def start(self) -> CniServer:
+        from ..ipam import IpamPlugin
+        from ..plugin import CalicoPlugin
+
+        import importlib
+
+        importlib.import_module("pyroute2")  # warm: the first call must not pay for this import
+
+        logs.keep_process_logging()  # a served call must not re-point the agent's logs
+        ipam = IpamPlugin(self.pool.factory)
+        calico = CalicoPlugin(self.pool.factory)
+        self._handlers = {"calico-ipam": lambda: ipam, "calico": lambda: calico}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.unlink(missing_ok=True)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old = os.umask(0o177)  # born 0600: no window where others could connect
+        try:
+            sock.bind(str(self.path))
+        finally:
+            os.umask(old)
+        sock.listen(64)
+        self._sock = sock
+        threading.Thread(target=self._accept, name="cni-server", daemon=True).start()
+        log.info("serving the CNI fast path on %s", self.path)
+        return self
+
+    def _accept(self) -> None:
+        assert self._sock is not None
+        while True:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return  # closed by stop()
+            threading.Thread(target=self._serve, args=(conn,), name="cni-call", daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            try:
+                if fastpath.peer_uid(conn) != fastpath.own_uid():
+                    log.warning("fast path: refused a caller with another uid")
+                    return
+                request = fastpath.recv_frame(conn)
+                with self.slots:
+                    started = time.monotonic()
+                    status, out = self.handle(request)
+                    log.info("served %s %s in %.1f ms (status %d)", request.get("plugin"),
+                             request.get("env", {}).get("CNI_COMMAND"), 1000 * (time.monotonic() - started), status)
+                fastpath.send_frame(conn, {"status": status, "stdout": out})
+                self.served += 1
+            except (OSError, ValueError, KeyError, ConnectionError) as exc:
+                log.warning("fast path: dropped a call: %s", exc)
+
+    def handle(self, request: dict[str, Any]) -> tuple[int, str]:
+        load = self._handlers.get(str(request.get("plugin")))
+        if load is None:
+            return 1, '{"code": 100, "msg": "unknown plugin for the fast path"}'
+        env = {str(k): str(v) for k, v in dict(request["env"]).items()}
+        stdin = base64.b64decode(request["stdin"])
+        out = io.StringIO()
+        status = skel.run(load, env, io.BytesIO(stdin), out)
+        return status, out.getvalue()
+
+    def stop(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+            self.path.unlink(missing_ok=True)
+        self.pool.close()

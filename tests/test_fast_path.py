@@ -1,0 +1,73 @@
+"""The CNI fast path's own promises: who serves, what happens when nobody does, and that an
+accepted call is never run a second time in-process."""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+from typing import Any, Iterator
+
+import pytest
+
+from cni_calico.admin import create_pool
+from cni_calico.datastore import EtcdDatastore
+from cni_calico.lab.etcd import PrivateEtcd
+
+from .netlab import Lab
+
+pytestmark = [pytest.mark.root, pytest.mark.etcd]
+
+
+@pytest.fixture
+def lab(etcd_server: PrivateEtcd, etcd: str, etcd_store: EtcdDatastore) -> Iterator[Lab]:
+    create_pool(etcd_store, "p1", "10.100.0.0/16")
+    lab = Lab(etcd_server.port, fast_path=True)
+    try:
+        yield lab.start()
+    finally:
+        lab.stop()
+
+
+def served_calls(lab: Lab) -> int:
+    with open(f"{lab.workdir}/agent.log") as log:
+        return sum(1 for line in log if "cni_server: served calico" in line)
+
+
+def test_socket_is_root_only(lab: Lab) -> None:
+    mode = os.stat(lab.socket).st_mode
+    assert stat.S_ISSOCK(mode) and stat.S_IMODE(mode) == 0o600
+
+
+def test_auto_uses_the_agent_and_falls_back_when_it_is_gone(lab: Lab) -> None:
+    conf: dict[str, Any] = {**lab.conf(), "fast_path": "auto"}
+    status, out, err = lab.cni("ADD", conf, container_id="c1", netns=lab.pod("p1"))
+    assert status == 0, (out, err)
+    assert served_calls(lab) == 1
+    assert lab.agent is not None
+    lab.agent.terminate()
+    lab.agent.wait(timeout=15)
+    assert not os.path.exists(lab.socket)  # removed on the way out
+    status, out, err = lab.cni("ADD", conf, container_id="c2", netns=lab.pod("p2"))
+    assert status == 0, (out, err)  # done in-process
+    assert served_calls(lab) == 1
+    assert lab.cni("DEL", conf, container_id="c1", netns=f"/var/run/netns/{lab.prefix}-p1")[0] == 0
+
+
+def test_only_without_an_agent_is_error_11(lab: Lab) -> None:
+    conf = {**lab.conf(), "fast_path_socket": f"{lab.workdir}/nobody.sock"}
+    status, out, _ = lab.cni("ADD", conf, container_id="c1", netns=lab.pod("p1"))
+    assert status == 1 and out is not None and out["code"] == 11
+    assert "not served" in out["msg"]
+
+
+def test_an_accepted_call_that_times_out_is_error_11_and_not_run_again(lab: Lab, tmp_path: Any) -> None:
+    marker = tmp_path / "reached-ipam"
+    conf = {**lab.conf(), "fast_path": "auto", "fast_path_timeout": 2}
+    started = time.monotonic()
+    status, out, _ = lab.cni("ADD", conf, container_id="slow", netns=lab.pod("slow"),
+                             env={"CNI_CALICO_TEST_HANG_AT": f"ipam:{marker}"})
+    took = time.monotonic() - started
+    assert marker.exists()  # the agent took the call and is stuck in it
+    assert status == 1 and out is not None and out["code"] == 11 and "did not answer" in out["msg"]
+    assert took < 30  # an in-process second attempt would have hung at the same step for minutes
