@@ -114,10 +114,12 @@ volume_path = "{root}/volumes"
         return rootfs
 
 
-@pytest.fixture
-def lab(etcd_server: PrivateEtcd, etcd: str, etcd_store: EtcdDatastore) -> Iterator[Lab]:
+@pytest.fixture(params=["standalone", "fast-path"])
+def lab(request: pytest.FixtureRequest, etcd_server: PrivateEtcd, etcd: str, etcd_store: EtcdDatastore
+        ) -> Iterator[Lab]:
+    """Podman execs our plugin both ways: doing the work itself, and handing it to calico-node."""
     create_pool(etcd_store, "p1", str(POOL))
-    lab = Lab(etcd_server.port)
+    lab = Lab(etcd_server.port, fast_path=request.param == "fast-path")
     try:
         yield lab.start()
     finally:
