@@ -15,6 +15,7 @@ from cni_calico import admin, keys
 from cni_calico.ctl.main import run
 from cni_calico.datastore import EtcdDatastore
 from cni_calico.ipam_client import IpamClient, Request
+from cni_calico.lab import binaries
 from cni_calico.lab.etcd import free_port
 from cni_calico.node import startup
 from cni_calico.node.config import load
@@ -155,7 +156,7 @@ def test_concurrent_replace_with_the_same_resource_version_lets_one_win(etcd: st
     admin.create_pool(etcd_store, "p", "10.9.0.0/16")
     shown = yaml.safe_load(ctl(etcd, "get", "pool", "p", "-o", "yaml")[1])
     docs = [dict(shown, spec={**shown["spec"], "disabled": d, "natOutgoing": not d}) for d in (True, False)]
-    racers = [subprocess.Popen([sys.executable, "-m", "cni_calico.ctl", "replace", "-f", "-"], stdin=subprocess.PIPE,
+    racers = [subprocess.Popen([*binaries.command("calicoctl"), "replace", "-f", "-"], stdin=subprocess.PIPE,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                env={"ETCD_ENDPOINTS": etcd, "PATH": "/usr/bin:/bin"})
               for _ in docs]  # two real calicoctl processes, both holding the same version
@@ -237,7 +238,7 @@ def test_config_file_and_unreachable_etcd(etcd: str, tmp_path: Path) -> None:
     finally:
         sys.stderr = old
     dead = f"http://127.0.0.1:{free_port()}"
-    proc = subprocess.run([sys.executable, "-m", "cni_calico.ctl", "get", "pools"], capture_output=True, text=True,
+    proc = subprocess.run([*binaries.command("calicoctl"), "get", "pools"], capture_output=True, text=True,
                           env={"ETCD_ENDPOINTS": dead, "PATH": "/usr/bin:/bin"}, timeout=60)
     assert proc.returncode == 1 and proc.stdout == ""
     assert proc.stderr.startswith("calicoctl: etcd is unreachable") and proc.stderr.count("\n") == 1

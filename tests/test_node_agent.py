@@ -6,7 +6,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from typing import Iterator
@@ -15,6 +14,7 @@ import pytest
 
 from cni_calico import admin, keys
 from cni_calico.datastore import EtcdDatastore
+from cni_calico.lab import binaries
 from cni_calico.lab.cluster import Cluster, Host
 from cni_calico.lab.etcd import PrivateEtcd
 from cni_calico.resources import Node, node_key
@@ -37,7 +37,7 @@ def calicoctl(cluster: Cluster, host: Host, *args: str, env: dict[str, str] | No
     full = {**cluster.agent_env(host), **(env or {})}
     for name in ("NODENAME", "IP"):  # node run must take them from its flags
         full.pop(name, None)
-    return subprocess.run(["ip", "netns", "exec", host.netns, sys.executable, "-m", "cni_calico.ctl", *args],
+    return subprocess.run(["ip", "netns", "exec", host.netns, *binaries.command("calicoctl"), *args],
                           capture_output=True, text=True, env=full, timeout=60)
 
 
@@ -99,7 +99,7 @@ def test_health_and_metrics_endpoints(cluster: Cluster) -> None:
 def test_bad_settings_fail_with_one_line_and_write_nothing(cluster: Cluster, etcd: str, env: dict[str, str],
                                                             message: str) -> None:
     host = cluster.hosts[0]
-    proc = subprocess.run(["ip", "netns", "exec", host.netns, sys.executable, "-m", "cni_calico.node"],
+    proc = subprocess.run(["ip", "netns", "exec", host.netns, *binaries.command("calico-node")],
                           env=cluster.agent_env(host, **env), capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0
     assert proc.stderr.startswith(message) and proc.stderr.count("\n") == 1, proc.stderr
@@ -111,7 +111,7 @@ def test_bad_settings_fail_with_one_line_and_write_nothing(cluster: Cluster, etc
 def test_a_second_agent_for_the_same_host_is_refused(cluster: Cluster) -> None:
     host = cluster.hosts[0]
     cluster.start_agent(host)
-    proc = subprocess.run(["ip", "netns", "exec", host.netns, sys.executable, "-m", "cni_calico.node"],
+    proc = subprocess.run(["ip", "netns", "exec", host.netns, *binaries.command("calico-node")],
                           env=cluster.agent_env(host), capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1
     assert proc.stderr.strip() == f"calico-node: calico-node already runs for {host.run_dir} (pid {host.agent.pid})"

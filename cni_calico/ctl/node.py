@@ -49,7 +49,7 @@ def status(args: argparse.Namespace, env: dict[str, str], out: TextIO) -> int:
 
 def agent_command() -> list[str]:
     """The agent beside this program when installed as binaries, else this Python's module."""
-    beside = Path(sys.argv[0]).resolve().with_name("calico-node")
+    beside = Path(sys.argv[0]).absolute().with_name("calico-node")  # the link beside calicoctl
     if beside.is_file() and os.access(beside, os.X_OK):
         return [str(beside)]
     found = shutil.which("calico-node")
