@@ -55,14 +55,17 @@ def _recv_exact(sock: socket.socket, size: int) -> bytes:
     return b"".join(chunks)
 
 
-def settings(env: Mapping[str, str], stdin: bytes) -> tuple[str, str, float]:
-    """(mode, socket path, timeout): the network config's `fast_path*` keys, else CALICO_CNI_* env."""
-    conf: dict[str, Any] = {}
+def _config(stdin: bytes) -> dict[str, Any]:
     try:
         parsed = json.loads(stdin or b"{}")
-        conf = parsed if isinstance(parsed, dict) else {}
     except ValueError:
-        pass  # a broken config is the standalone path's to report, with the right code
+        return {}  # a broken config is the standalone path's to report, with the right code
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def settings(env: Mapping[str, str], stdin: bytes) -> tuple[str, str, float]:
+    """(mode, socket path, timeout): the network config's `fast_path*` keys, else CALICO_CNI_* env."""
+    conf = _config(stdin)
     mode = str(conf.get("fast_path") or env.get("CALICO_CNI_FAST_PATH") or "auto")
     path = str(conf.get("fast_path_socket") or env.get("CALICO_CNI_SOCKET") or DEFAULT_SOCKET)
     try:
@@ -103,14 +106,20 @@ def try_fast_path(plugin: str, env: Mapping[str, str], stdin: bytes) -> tuple[in
         return call(plugin, env, stdin, path, timeout)
     except NotServed as exc:
         if mode == "only":
-            return 1, _error(11, f"the CNI fast path is required but not served at {path}: {exc}")
+            return 1, _error(stdin, f"the CNI fast path is required but not served at {path}: {exc}")
         return None
     except ServedButFailed as exc:
-        return 1, _error(11, str(exc))
+        return 1, _error(stdin, str(exc))
 
 
-def _error(code: int, msg: str) -> str:
-    return json.dumps({"cniVersion": "1.1.0", "code": code, "msg": msg})
+def _error(stdin: bytes, msg: str) -> str:
+    """CNI error 11 (try again later) in the caller's cniVersion, as skel answers errors."""
+    from .errors import TRY_AGAIN_LATER, CniError  # standard library only, like this module
+    from .skel import LATEST_VERSION, SUPPORTED_VERSIONS
+
+    version = str(_config(stdin).get("cniVersion") or "0.1.0")
+    return json.dumps(CniError(TRY_AGAIN_LATER, msg).to_dict(version if version in SUPPORTED_VERSIONS
+                                                               else LATEST_VERSION))
 
 
 def peer_uid(sock: socket.socket) -> int:

@@ -397,25 +397,36 @@ class IpamClient:
         return self._retry(attempt, f"releasing addresses in block {cidr}")  # type: ignore[return-value]
 
     def release_empty_blocks(self) -> list[netaddr.IPNetwork]:
-        """Give up this node's empty affine blocks (Calico's ReleaseHostAffinities): block and
-        affinity go in one transaction, so the route for a block never outlives its ownership.
-        Blocks still holding addresses stay; returns the blocks released."""
+        """Give up this node's empty affine blocks (Calico's ReleaseHostAffinities). Blocks still
+        holding addresses stay; returns the blocks released."""
         released = []
         for version in (4, 6):
             for affinity_kv in self.ds.list(keys.affinity_prefix(self.node, version)):
                 cidr = keys.cidr_from_segment(affinity_kv.key.rsplit("/", 1)[1])
-                found = self.block(cidr)
-                if found is None:
-                    expect, delete = {affinity_kv.key: affinity_kv.mod_revision}, [affinity_kv.key]
-                else:
-                    block, revision = found
-                    if not block.is_empty() or block.host != self.node:
-                        continue
-                    expect = {affinity_kv.key: affinity_kv.mod_revision, keys.block(cidr): revision}
-                    delete = [affinity_kv.key, keys.block(cidr)]
-                if self.ds.txn(expect, delete=delete):
+                if self.release_block_if_empty(cidr) is None:
                     released.append(cidr)
         return released
+
+    def release_block_if_empty(self, cidr: netaddr.IPNetwork) -> str | None:
+        """Delete one of this node's blocks and its affinity in one transaction, if it holds no
+        address: the route for a block never outlives its ownership. None when released (or
+        already gone); otherwise why the block stays."""
+        affinity_key = keys.affinity(self.node, cidr)
+        for _ in range(self.max_attempts):
+            found, affinity = self.block(cidr), self.ds.get(affinity_key)
+            if found is None:
+                if affinity is None or self.ds.delete(affinity.key, affinity.mod_revision):
+                    return None
+                continue
+            block, revision = found
+            if block.host != self.node:
+                return f"it is affine to {block.affinity or 'no node'}"
+            if not block.is_empty():
+                return f"it still holds {block.in_use} addresses in use"
+            expect = {keys.block(cidr): revision, affinity_key: affinity.mod_revision if affinity else 0}
+            if self.ds.txn(expect, delete=[keys.block(cidr)] + ([affinity_key] if affinity else [])):
+                return None
+        raise CniError(TRY_AGAIN_LATER, f"releasing block {cidr}: gave up after {self.max_attempts} conflicting writes")
 
     def handles_on_node(self, prefix: str = "") -> set[str]:
         """Handles holding addresses whose allocation attributes name this node."""

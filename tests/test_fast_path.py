@@ -58,7 +58,7 @@ def test_only_without_an_agent_is_error_11(lab: Lab) -> None:
     conf = {**lab.conf(), "fast_path_socket": f"{lab.workdir}/nobody.sock"}
     status, out, _ = lab.cni("ADD", conf, container_id="c1", netns=lab.pod("p1"))
     assert status == 1 and out is not None and out["code"] == 11
-    assert "not served" in out["msg"]
+    assert "not served" in out["msg"] and out["cniVersion"] == conf["cniVersion"]
 
 
 def test_an_accepted_call_that_times_out_is_error_11_and_not_run_again(lab: Lab, tmp_path: Any) -> None:
@@ -70,4 +70,5 @@ def test_an_accepted_call_that_times_out_is_error_11_and_not_run_again(lab: Lab,
     took = time.monotonic() - started
     assert marker.exists()  # the agent took the call and is stuck in it
     assert status == 1 and out is not None and out["code"] == 11 and "did not answer" in out["msg"]
+    assert out["cniVersion"] == conf["cniVersion"]
     assert took < 30  # an in-process second attempt would have hung at the same step for minutes

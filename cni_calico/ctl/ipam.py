@@ -24,7 +24,6 @@ from ..resources import IPPool, Node, WorkloadEndpoint, node_key
 from .errors import CtlError
 
 M = TypeVar("M", bound=BaseModel)
-MAX_ATTEMPTS = 20  # releasing one orphan block: retries only after a conflicting write
 CALICO_PREFIX = "/calico/"  # resources and IPAM both live under it: one snapshot reads them together
 
 
@@ -291,28 +290,11 @@ def _release_orphan_blocks(ds: Datastore, out: TextIO, blocks: Sequence[ipam_aud
 
 
 def _release_orphan_block(ds: Datastore, entry: ipam_audit.ReportedBlock) -> str | None:
-    """Delete an empty block of a node that is gone, with its affinity, in one transaction.
-    Returns None when released (or already gone), else why the block stays."""
-    cidr = netaddr.IPNetwork(entry.cidr)
-    affinity_key = keys.affinity(entry.node, cidr)
-    for _ in range(MAX_ATTEMPTS):
-        if ds.get(node_key(entry.node)) is not None:
-            return "the node exists again"
-        block_kv, affinity = ds.get(keys.block(cidr)), ds.get(affinity_key)
-        if block_kv is None:
-            if affinity is None or ds.delete(affinity.key, affinity.mod_revision):
-                return None
-            continue
-        block = AllocationBlock.from_json(block_kv.value)
-        if block.host != entry.node:
-            return f"it is now affine to {block.affinity or 'no node'}"
-        if not block.is_empty():
-            return f"it still holds {block.in_use} addresses in use"
-        delete = [block_kv.key] + ([affinity.key] if affinity else [])
-        if ds.txn({block_kv.key: block_kv.mod_revision, affinity_key: affinity.mod_revision if affinity else 0},
-                  delete=delete):
-            return None
-    raise CtlError(f"releasing block {entry.cidr}: gave up after {MAX_ATTEMPTS} conflicting writes; retry")
+    """An empty block of a node that is gone, with its affinity; None when released (or already
+    gone), else why the block stays."""
+    if ds.get(node_key(entry.node)) is not None:
+        return "the node exists again"
+    return IpamClient(ds, entry.node).release_block_if_empty(netaddr.IPNetwork(entry.cidr))
 
 
 def _read_report(path: str) -> ipam_audit.CheckReport:

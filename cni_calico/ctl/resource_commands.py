@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 from dataclasses import dataclass
-from typing import Any, Callable, TextIO
+from typing import Any, TextIO
 
 from .. import v3
 from ..datastore import Datastore
@@ -230,5 +230,3 @@ def patch(ds: Datastore, args: argparse.Namespace, out: TextIO) -> int:
     out.write(f"Successfully patched 1 '{kind.name}' resource\n")
     return 0
 
-
-Handler = Callable[[Datastore, argparse.Namespace, TextIO], int]

@@ -46,17 +46,10 @@ def release_pool_blocks(ds: Datastore, pool: Row) -> tuple[int, int]:
             continue
         if not block.is_empty():
             in_use += block.in_use
-            continue
-        expect = {kv.key: kv.mod_revision}
-        delete = [kv.key]
-        if block.host:
-            affinity_key = keys.affinity(block.host, block.network)
-            affinity = ds.get(affinity_key)
-            if affinity is not None:
-                expect[affinity_key] = affinity.mod_revision
-                delete.append(affinity_key)
-        if ds.txn(expect, delete=delete):
-            released += 1
+        elif block.host is None:  # never claimed by a node: nothing to keep consistent with it
+            released += ds.delete(kv.key, kv.mod_revision)
+        else:
+            released += IpamClient(ds, block.host).release_block_if_empty(block.network) is None
     return released, in_use
 
 

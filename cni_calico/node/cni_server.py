@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import logging
 import os
 import socket
@@ -20,6 +21,7 @@ from typing import Any, Callable
 
 from .. import fastpath, logs, skel
 from ..datastore import Datastore
+from ..errors import INTERNAL, CniError
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +131,8 @@ class CniServer:
     def handle(self, request: dict[str, Any]) -> tuple[int, str]:
         load = self._handlers.get(str(request.get("plugin")))
         if load is None:
-            return 1, '{"code": 100, "msg": "unknown plugin for the fast path"}'
+            return 1, json.dumps(CniError(INTERNAL, f"unknown plugin {request.get('plugin')!r} for the fast path")
+                                 .to_dict(skel.LATEST_VERSION))
         env = {str(k): str(v) for k, v in dict(request["env"]).items()}
         stdin = base64.b64decode(request["stdin"])
         out = io.StringIO()
