@@ -45,7 +45,8 @@ dist/.built: $(SOURCES) | venv
 	  --workpath build/pyinstaller \
 	  packaging/cni-calico.spec
 	@for n in calico calico-ipam calicoctl calico-node; do \
-	  if [ "$(ONEFILE)" = 1 ]; then ln -sfn cni-calico dist/$$n; else ln -sfn cni-calico/cni-calico dist/$$n; fi; \
+	  if [ "$(ONEFILE)" = 1 ]; then ln -sfn cni-calico dist/$$n; \
+	  else case $$n in calico|calico-ipam) t=calico-cni;; *) t=cni-calico;; esac; ln -sfn cni-calico/$$t dist/$$n; fi; \
 	done
 	@out=$$(CNI_COMMAND=VERSION dist/calico </dev/null) && echo "$$out" | grep -q '"supportedVersions"' \
 	  || { echo "smoke test failed: CNI_COMMAND=VERSION dist/calico printed: $$out" >&2; exit 1; }
@@ -63,9 +64,10 @@ install: build
 	install -d $(DESTDIR)$(CNI_BIN_DIR) $(DESTDIR)$(BIN_DIR)
 	rm -rf $(DESTDIR)$(CNI_BIN_DIR)/cni-calico
 	cp -a dist/cni-calico $(DESTDIR)$(CNI_BIN_DIR)/cni-calico
-	@target=cni-calico/cni-calico; [ -d dist/cni-calico ] || target=cni-calico; \
-	for n in calico calico-ipam; do ln -sfn $$target $(DESTDIR)$(CNI_BIN_DIR)/$$n; done; \
-	for n in calicoctl calico-node; do ln -sfn $(CNI_BIN_DIR)/$$target $(DESTDIR)$(BIN_DIR)/$$n; done
+	@full=cni-calico/cni-calico; client=cni-calico/calico-cni; \
+	[ -d dist/cni-calico ] || { full=cni-calico; client=cni-calico; }; \
+	for n in calico calico-ipam; do ln -sfn $$client $(DESTDIR)$(CNI_BIN_DIR)/$$n; done; \
+	for n in calicoctl calico-node; do ln -sfn $(CNI_BIN_DIR)/$$full $(DESTDIR)$(BIN_DIR)/$$n; done
 	@if [ "$(INSTALL_CONF)" = 1 ]; then install -d $(DESTDIR)$(CNI_CONF_DIR) && \
 	  install -m 0644 examples/10-calico.conf $(DESTDIR)$(CNI_CONF_DIR)/10-calico.conf; fi
 	@echo "installed into $(DESTDIR)$(CNI_BIN_DIR) and $(DESTDIR)$(BIN_DIR)"

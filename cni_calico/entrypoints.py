@@ -9,18 +9,14 @@ import sys
 
 
 def _plugin(name: str, load) -> None:  # type: ignore[no-untyped-def]
-    from .fastpath import try_fast_path
+    from .cni_client import serve
 
-    stdin = sys.stdin.buffer.read() if os.environ.get("CNI_COMMAND") != "VERSION" else b""
-    served = try_fast_path(name, os.environ, stdin)
-    if served is not None:
-        status, out = served
-        sys.stdout.write(out)
-        sys.stdout.flush()
-        sys.exit(status)
-    from .skel import main
+    def standalone(stdin: bytes) -> None:
+        from .skel import main
 
-    main(load, io.BytesIO(stdin))
+        main(load, io.BytesIO(stdin))
+
+    serve(name, standalone)
 
 
 def _load_ipam():  # type: ignore[no-untyped-def]
@@ -45,6 +41,14 @@ def calico() -> None:
 
 def multicall() -> None:
     """One frozen bundle, several commands: the name it was run by picks the command."""
+    from .cni_client import COMMAND_ENV
+
+    handed = os.environ.pop(COMMAND_ENV, None)  # not inherited by anything this call runs
+    if handed in ("calico", "calico-ipam"):  # from the client executable: nobody serves this call
+        from .skel import main
+
+        main(_load_calico if handed == "calico" else _load_ipam)
+        return
     name = os.path.basename(sys.argv[0])
     if name == "calico":
         calico()

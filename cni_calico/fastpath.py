@@ -1,26 +1,28 @@
-"""The CNI fast path's wire format and client. Standard library only: the frozen `calico` and
-`calico-ipam` import this before anything else, and must stay cheap when they hand the call over.
+"""The CNI fast path's wire format and client. The client's imports are `os` and the `_socket`
+builtin, nothing more: the frozen `calico` and `calico-ipam` load this first, and every module
+imported here is paid for on every CNI call (`socket` alone pulls in enum and selectors, `json`
+pulls in re).
 
-A call is one connection to the agent's unix socket: a length-prefixed JSON request
-{plugin, env, stdin (base64)} and a length-prefixed JSON reply {status, stdout}. The agent runs
-the very same handlers, warm. When the socket is absent or refuses the connection the caller does
-the work itself (standalone); once the agent has accepted a call, a missing answer is CNI error
-11 — never a second attempt in-process, which could race the first.
+A call is one connection to the agent's unix socket. Request: the magic `cni1`, then three
+length-prefixed fields (plugin name, environment as NUL-separated `K=V`, stdin). Reply: a 4-byte
+exit status and a length-prefixed stdout. The agent runs the very same handlers, warm. When the
+socket is absent or refuses the connection the caller does the work itself (standalone); once the
+agent has accepted a call, a missing answer is CNI error 11 — never a second attempt in-process,
+which could race the first.
 """
 
 from __future__ import annotations
 
-import base64
-import json
 import os
-import socket
-import struct
-from typing import Any, Mapping
+
+import _socket
 
 DEFAULT_SOCKET = "/var/run/calico/cni.sock"
 DEFAULT_TIMEOUT = 60.0
 MODES = ("auto", "off", "only")  # only: never fall back to standalone (for tests and benchmarks)
-MAX_FRAME = 16 * 1024 * 1024
+MAX_FIELD = 16 * 1024 * 1024
+MAGIC = b"cni1"
+_ENCODING = ("utf-8", "surrogateescape")  # environment strings round-trip whatever bytes they hold
 
 
 class NotServed(Exception):
@@ -31,31 +33,61 @@ class ServedButFailed(Exception):
     """The agent took the call but gave no answer (timeout, dropped connection)."""
 
 
-def send_frame(sock: socket.socket, payload: dict[str, Any]) -> None:
-    data = json.dumps(payload).encode()
-    sock.sendall(struct.pack(">I", len(data)) + data)
+# ------------------------------------------------------------------ wire format
+
+def _field(data: bytes) -> bytes:
+    return len(data).to_bytes(4, "big") + data
 
 
-def recv_frame(sock: socket.socket) -> dict[str, Any]:
-    header = _recv_exact(sock, 4)
-    (length,) = struct.unpack(">I", header)
-    if length > MAX_FRAME:
-        raise ValueError(f"frame of {length} bytes is too large")
-    return json.loads(_recv_exact(sock, length))
-
-
-def _recv_exact(sock: socket.socket, size: int) -> bytes:
+def _recv_exact(sock, size: int) -> bytes:  # type: ignore[no-untyped-def]
     chunks = []
     while size:
         chunk = sock.recv(min(size, 65536))
         if not chunk:
-            raise ConnectionError("connection closed mid-frame")
+            raise ConnectionError("connection closed mid-message")
         chunks.append(chunk)
         size -= len(chunk)
     return b"".join(chunks)
 
 
-def _config(stdin: bytes) -> dict[str, Any]:
+def _recv_field(sock) -> bytes:  # type: ignore[no-untyped-def]
+    size = int.from_bytes(_recv_exact(sock, 4), "big")
+    if size > MAX_FIELD:
+        raise ValueError(f"a field of {size} bytes is too large")
+    return _recv_exact(sock, size)
+
+
+def encode_request(plugin: str, env: dict[str, str], stdin: bytes) -> bytes:
+    environment = b"\0".join(f"{k}={v}".encode(*_ENCODING) for k, v in env.items())
+    return MAGIC + _field(plugin.encode()) + _field(environment) + _field(stdin)
+
+
+def read_request(sock) -> tuple[str, dict[str, str], bytes]:  # type: ignore[no-untyped-def]
+    if _recv_exact(sock, len(MAGIC)) != MAGIC:
+        raise ValueError("not a fast-path request")
+    plugin = _recv_field(sock).decode(*_ENCODING)
+    env = {}
+    for item in _recv_field(sock).split(b"\0"):
+        key, sep, value = item.decode(*_ENCODING).partition("=")
+        if sep:
+            env[key] = value
+    return plugin, env, _recv_field(sock)
+
+
+def encode_reply(status: int, stdout: str) -> bytes:
+    return status.to_bytes(4, "big") + _field(stdout.encode(*_ENCODING))
+
+
+def read_reply(sock) -> tuple[int, str]:  # type: ignore[no-untyped-def]
+    status = int.from_bytes(_recv_exact(sock, 4), "big")
+    return status, _recv_field(sock).decode(*_ENCODING)
+
+
+# ------------------------------------------------------------------ client
+
+def _config(stdin: bytes) -> dict:  # type: ignore[type-arg]
+    import json  # only when the config names a fast_path setting: see settings()
+
     try:
         parsed = json.loads(stdin or b"{}")
     except ValueError:
@@ -63,9 +95,11 @@ def _config(stdin: bytes) -> dict[str, Any]:
     return parsed if isinstance(parsed, dict) else {}
 
 
-def settings(env: Mapping[str, str], stdin: bytes) -> tuple[str, str, float]:
-    """(mode, socket path, timeout): the network config's `fast_path*` keys, else CALICO_CNI_* env."""
-    conf = _config(stdin)
+def settings(env, stdin: bytes) -> tuple[str, str, float]:  # type: ignore[no-untyped-def]
+    """(mode, socket path, timeout): the network config's `fast_path*` keys, else CALICO_CNI_* env.
+    The config is parsed only when it mentions `"fast_path`: most never do, and parsing costs
+    the json import."""
+    conf = _config(stdin) if b'"fast_path' in stdin else {}
     mode = str(conf.get("fast_path") or env.get("CALICO_CNI_FAST_PATH") or "auto")
     path = str(conf.get("fast_path_socket") or env.get("CALICO_CNI_SOCKET") or DEFAULT_SOCKET)
     try:
@@ -75,9 +109,9 @@ def settings(env: Mapping[str, str], stdin: bytes) -> tuple[str, str, float]:
     return (mode if mode in MODES else "auto"), path, timeout
 
 
-def call(plugin: str, env: Mapping[str, str], stdin: bytes, path: str, timeout: float) -> tuple[int, str]:
+def call(plugin: str, env, stdin: bytes, path: str, timeout: float) -> tuple[int, str]:  # type: ignore[no-untyped-def]
     """Hand one CNI call to the agent: (exit status, stdout)."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         sock.settimeout(2.0)
         try:
@@ -86,19 +120,18 @@ def call(plugin: str, env: Mapping[str, str], stdin: bytes, path: str, timeout: 
             raise NotServed(str(exc)) from None
         sock.settimeout(timeout)
         try:
-            send_frame(sock, {"plugin": plugin, "env": dict(env), "stdin": base64.b64encode(stdin).decode()})
-            reply = recv_frame(sock)
-            return int(reply["status"]), str(reply["stdout"])
-        except (OSError, ValueError, KeyError, ConnectionError) as exc:
+            sock.sendall(encode_request(plugin, dict(env), stdin))
+            return read_reply(sock)
+        except (OSError, ValueError, ConnectionError) as exc:
             raise ServedButFailed(f"calico-node accepted the call but did not answer: {exc}") from None
     finally:
         sock.close()
 
 
-def try_fast_path(plugin: str, env: Mapping[str, str], stdin: bytes) -> tuple[int, str] | None:
+def try_fast_path(plugin: str, env, stdin: bytes) -> tuple[int, str] | None:  # type: ignore[no-untyped-def]
     """The reply when the agent served the call; None to run standalone."""
     if env.get("CNI_COMMAND") == "VERSION":
-        return None  # answered locally without any import worth avoiding
+        return None  # answered locally, from constants
     mode, path, timeout = settings(env, stdin)
     if mode == "off":
         return None
@@ -114,18 +147,14 @@ def try_fast_path(plugin: str, env: Mapping[str, str], stdin: bytes) -> tuple[in
 
 def _error(stdin: bytes, msg: str) -> str:
     """CNI error 11 (try again later) in the caller's cniVersion, as skel answers errors."""
+    import json
+
     from .errors import TRY_AGAIN_LATER, CniError  # standard library only, like this module
-    from .skel import LATEST_VERSION, SUPPORTED_VERSIONS
+    from .versions import LATEST_VERSION, SUPPORTED_VERSIONS
 
     version = str(_config(stdin).get("cniVersion") or "0.1.0")
     return json.dumps(CniError(TRY_AGAIN_LATER, msg).to_dict(version if version in SUPPORTED_VERSIONS
                                                                else LATEST_VERSION))
-
-
-def peer_uid(sock: socket.socket) -> int:
-    """The uid of the process at the other end of a unix socket (SO_PEERCRED: pid, uid, gid)."""
-    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    return int(struct.unpack("3i", creds)[1])
 
 
 def own_uid() -> int:

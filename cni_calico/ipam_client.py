@@ -161,16 +161,17 @@ class IpamClient:
     def _assign_from_block(self, cidr: netaddr.IPNetwork, request: Request, count: int,
                            own_only: bool) -> list[netaddr.IPNetwork]:
         def attempt() -> object:
-            found = self.block(cidr)
-            if not found:
+            block_kv, handle_kv = self._block_and_handle(cidr, request.handle_id)
+            if not block_kv:
                 return []
-            block, revision = found
+            block = AllocationBlock.from_json(block_kv.value)
             if own_only and block.host != self.node:
                 return []
             new_block, taken = block.assign(count, request.handle_id, request.attrs)
             if not taken:
                 return []
-            if not self._write_block_and_handle(cidr, new_block, revision, request.handle_id, len(taken)):
+            if not self._write_block_and_handle(cidr, new_block, block_kv.mod_revision, handle_kv, request.handle_id,
+                                                len(taken)):
                 return _CONFLICT
             return [netaddr.IPNetwork(f"{ip}/{cidr.prefixlen}") for ip in taken]
 
@@ -183,25 +184,28 @@ class IpamClient:
         cidr = pools.block_containing(pool, address)
 
         def attempt() -> object:
-            found = self.block(cidr)
-            if not found:
+            block_kv, handle_kv = self._block_and_handle(cidr, handle_id)
+            if not block_kv:
                 self._claim(cidr)
                 return _CONFLICT  # read the block we (or a racing node) just created
-            block, revision = found
             try:
-                new_block = block.assign_address(address, handle_id, attrs)
+                new_block = AllocationBlock.from_json(block_kv.value).assign_address(address, handle_id, attrs)
             except AddressInUse as exc:
                 raise CniError(ADDRESS_TAKEN, f"requested address {address} is already in use",
                                str(exc)) from None
-            if not self._write_block_and_handle(cidr, new_block, revision, handle_id, 1):
+            if not self._write_block_and_handle(cidr, new_block, block_kv.mod_revision, handle_kv, handle_id, 1):
                 return _CONFLICT
             return netaddr.IPNetwork(f"{address}/{32 if address.version == 4 else 128}")
 
         return self._retry(attempt, f"assigning {address}")  # type: ignore[return-value]
 
+    def _block_and_handle(self, cidr: netaddr.IPNetwork, handle_id: str) -> tuple[KeyValue | None, KeyValue | None]:
+        """Both keys an assignment writes, read in one round trip."""
+        found = self.ds.get_many([keys.block(cidr), keys.handle(handle_id)])
+        return found[keys.block(cidr)], found[keys.handle(handle_id)]
+
     def _write_block_and_handle(self, cidr: netaddr.IPNetwork, block: AllocationBlock, block_revision: int,
-                                handle_id: str, added: int) -> bool:
-        handle_kv = self.ds.get(keys.handle(handle_id))
+                                handle_kv: KeyValue | None, handle_id: str, added: int) -> bool:
         counts = _handle_blocks(handle_kv)
         counts[str(cidr)] = counts.get(str(cidr), 0) + added
         return self.ds.txn(
@@ -292,6 +296,8 @@ class IpamClient:
                 conflicts += 1
             else:
                 freed += step
+                if len(counts) <= 1:
+                    return freed  # that write deleted the handle: nothing left to read
         raise CniError(TRY_AGAIN_LATER, f"releasing handle {handle_id}: gave up after {conflicts} conflicting writes")
 
     def _release_in_block(self, handle_kv: KeyValue, counts: dict[str, int], cidr_text: str) -> int | None:

@@ -97,10 +97,12 @@ class Netns:
     # ------------------------------------------------------------ links
 
     def link(self, name: str) -> Link | None:
-        found = self.ipr.link_lookup(ifname=name)
-        if not found:
-            return None
-        msg = self.ipr.get_links(found[0])[0]
+        try:  # one RTM_GETLINK by name: a lookup first would dump every link on the host
+            msg = self.ipr.link("get", ifname=name)[0]
+        except Exception as exc:
+            if getattr(exc, "code", None) == errno.ENODEV:
+                return None
+            raise CniError(DATAPLANE_FAILURE, f"cannot look up {name} in {self.label}: {exc}") from exc
         info = msg.get_attr("IFLA_LINKINFO")
         return Link(index=msg["index"], name=name, mac=msg.get_attr("IFLA_ADDRESS") or "",
                     mtu=msg.get_attr("IFLA_MTU") or 0, up=bool(msg["flags"] & 1),

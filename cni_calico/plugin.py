@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import subprocess
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -189,7 +190,6 @@ class CalicoPlugin:
     def _write_endpoint(self, att: Attachment, ds: Datastore, undo: UndoStack, mac: str,
                         addresses: list[netaddr.IPNetwork]) -> None:
         profile = f"kns.{att.workload.namespace}" if att.workload.pod else att.conf.name
-        ds.create(profile_key(profile), to_json(allow_all_profile(profile)))  # shared: never undone
         namespace = endpoint_namespace(att.workload)
         name = att.endpoint_name
         wep = WorkloadEndpoint(
@@ -202,23 +202,23 @@ class CalicoPlugin:
                 pod=att.workload.pod, node=att.node, containerID=att.args.container_id,
                 endpoint=att.args.ifname, interfaceName=att.host_ifname, mac=mac,
                 ipNetworks=[str(_host_route(a)) for a in addresses], profiles=[profile]))
-        existing = ds.get(att.endpoint_key)
-        expect = existing.mod_revision if existing else 0
-        if not ds.txn({att.endpoint_key: expect}, {att.endpoint_key: to_json(wep)}):
-            raise CniError(TRY_AGAIN_LATER, f"endpoint {name} changed while being written; retry")
+        _write_with_profile(ds, att.endpoint_key, to_json(wep), profile)
         undo.push(f"endpoint {name}", lambda: _delete_key(ds, att.endpoint_key))
 
     # ------------------------------------------------------------ DEL
 
     def delete(self, args: CmdArgs) -> None:
         with self._session(args) as (att, ds):
-            if att.uses_calico_ipam:
-                calico_ipam.release(att.conf, IpamClient(ds, att.node), args.container_id)
-            else:
-                delegate(att.conf.ipam.type, "DEL", args)
-            _delete_key(ds, att.endpoint_key)
-            with Netns(None) as host:
-                had_veth = host.delete_link(att.host_ifname)  # takes the container side and /32 route with it
+            # The kernel takes ~20 ms to remove a veth; the datastore work overlaps it.
+            veth = _Background(lambda: _delete_host_veth(att.host_ifname))
+            try:
+                if att.uses_calico_ipam:
+                    calico_ipam.release(att.conf, IpamClient(ds, att.node), args.container_id)
+                else:
+                    delegate(att.conf.ipam.type, "DEL", args)
+                _delete_key(ds, att.endpoint_key)
+            finally:
+                had_veth = veth.result()
             if not had_veth and args.netns and os.path.exists(args.netns):
                 with Netns(args.netns) as container:  # a half-made ADD may have left only the container side
                     container.delete_link(args.ifname)
@@ -275,6 +275,49 @@ def _must(link: Any, name: str) -> Any:
 def _host_route(address: netaddr.IPNetwork) -> netaddr.IPNetwork:
     """The workload's address narrowed to a host route: /32 or /128."""
     return netaddr.IPNetwork(f"{address.ip}/{32 if address.version == 4 else 128}")
+
+
+def _delete_host_veth(name: str) -> bool:
+    with Netns(None) as host:
+        return host.delete_link(name)  # takes the container side and /32 route with it
+
+
+class _Background:
+    """Run one call on a thread; result() waits and returns its value or raises its exception."""
+
+    def __init__(self, call: Any) -> None:
+        self._value: Any = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(call,), daemon=True)
+        self._thread.start()
+
+    def _run(self, call: Any) -> None:
+        try:
+            self._value = call()
+        except BaseException as exc:  # handed to the caller by result()
+            self._error = exc
+
+    def result(self) -> Any:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+def _write_with_profile(ds: Datastore, key: str, endpoint: str, profile: str) -> None:
+    """Write the endpoint, and its network's allow-all profile when that does not exist yet, in one
+    transaction: two round trips in all. The profile is shared by every endpoint of the network
+    and never undone; an endpoint that changed under us is a retry for the caller."""
+    profile_at = profile_key(profile)
+    found = ds.get_many([key, profile_at])
+    expect = {key: found[key].mod_revision if found[key] else 0}
+    if found[profile_at] is None:
+        if ds.txn({**expect, profile_at: 0}, {key: endpoint, profile_at: to_json(allow_all_profile(profile))}):
+            return
+        # Lost a race, maybe only to another endpoint of the network creating the profile.
+    if ds.txn(expect, {key: endpoint}):
+        return
+    raise CniError(TRY_AGAIN_LATER, f"endpoint {key.rsplit('/', 1)[1]} changed while being written; retry")
 
 
 def _delete_key(ds: Datastore, key: str) -> None:

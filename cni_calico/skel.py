@@ -24,8 +24,7 @@ from .errors import (
     CniError,
 )
 
-SUPPORTED_VERSIONS = ("0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
-LATEST_VERSION = SUPPORTED_VERSIONS[-1]
+from .versions import LATEST_VERSION, SUPPORTED_VERSIONS, VERSION_REPLY  # noqa: F401 (re-exported)
 
 # Environment each command needs (CNI spec 1.1.0, "Parameters" per operation).
 REQUIRED_ENV = {
@@ -160,10 +159,6 @@ def _validate_network_name(config: dict[str, Any]) -> None:
         raise CniError(INVALID_NETWORK_CONFIG, f"invalid characters found in network name {name!r}")
 
 
-def _version_reply() -> dict[str, Any]:
-    return {"cniVersion": LATEST_VERSION, "supportedVersions": list(SUPPORTED_VERSIONS)}
-
-
 def run(load_handlers: Callable[[], Handlers], env: Mapping[str, str], stdin: IO[Any], stdout: IO[str]) -> int:
     """Serve one CNI call; returns the exit status. Never raises."""
     reply_version = LATEST_VERSION
@@ -172,7 +167,7 @@ def run(load_handlers: Callable[[], Handlers], env: Mapping[str, str], stdin: IO
         if not command:
             raise CniError(INVALID_ENVIRONMENT, "required env variables [CNI_COMMAND] missing")
         if command == "VERSION":
-            json.dump(_version_reply(), stdout)
+            stdout.write(VERSION_REPLY)
             return 0
         if command not in REQUIRED_ENV:
             raise CniError(INVALID_ENVIRONMENT, f"unknown CNI_COMMAND: {command}",

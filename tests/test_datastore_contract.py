@@ -150,6 +150,16 @@ def test_list_is_sorted_and_respects_the_prefix(store: Any) -> None:
     assert store.list("/c/") == []
 
 
+def test_get_many_reads_present_and_absent_keys_at_once(store: Any) -> None:
+    assert store.create("/m/a", "1") and store.create("/m/b", "2")
+    assert store.update("/m/b", "3", store.get("/m/b").mod_revision)
+    got = store.get_many(["/m/b", "/m/missing", "/m/a"])
+    assert list(got) == ["/m/b", "/m/missing", "/m/a"]
+    assert got["/m/a"] == store.get("/m/a") and got["/m/b"] == store.get("/m/b")
+    assert got["/m/b"].value == "3" and got["/m/missing"] is None
+    assert store.get_many([]) == {}
+
+
 def test_a_noop_delete_changes_nothing(store: Any) -> None:
     assert store.create(K + "a", "1")
     r1 = store.get(K + "a").mod_revision
@@ -235,7 +245,7 @@ def test_nothing_listening_is_code_11_quickly() -> None:
 
 
 @pytest.mark.etcd
-@pytest.mark.parametrize("operation", ["get", "list", "txn"])
+@pytest.mark.parametrize("operation", ["get", "list", "txn", "get_many"])
 def test_unreachable_is_code_11_for_every_operation(operation: str) -> None:
     with EtcdDatastore(_unused_endpoint(), timeout=2.0) as ds:
         with pytest.raises(CniError) as info:
@@ -243,6 +253,8 @@ def test_unreachable_is_code_11_for_every_operation(operation: str) -> None:
                 ds.get("/x")
             elif operation == "list":
                 ds.list("/x/")
+            elif operation == "get_many":
+                ds.get_many(["/x", "/y"])
             else:
                 ds.create("/x", "1")
     assert info.value.code == TRY_AGAIN_LATER

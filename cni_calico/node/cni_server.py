@@ -8,12 +8,12 @@ both paths give the same answers.
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import logging
 import os
 import socket
+import struct
 import threading
 import time
 from pathlib import Path
@@ -24,6 +24,12 @@ from ..datastore import Datastore
 from ..errors import INTERNAL, CniError
 
 log = logging.getLogger(__name__)
+
+
+def peer_uid(sock: socket.socket) -> int:
+    """The uid of the process at the other end of a unix socket (SO_PEERCRED: pid, uid, gid)."""
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return int(struct.unpack("3i", creds)[1])
 
 
 class _Shared:
@@ -114,27 +120,25 @@ class CniServer:
     def _serve(self, conn: socket.socket) -> None:
         with conn:
             try:
-                if fastpath.peer_uid(conn) != fastpath.own_uid():
+                if peer_uid(conn) != fastpath.own_uid():
                     log.warning("fast path: refused a caller with another uid")
                     return
-                request = fastpath.recv_frame(conn)
+                plugin, env, stdin = fastpath.read_request(conn)
                 with self.slots:
                     started = time.monotonic()
-                    status, out = self.handle(request)
-                    log.info("served %s %s in %.1f ms (status %d)", request.get("plugin"),
-                             request.get("env", {}).get("CNI_COMMAND"), 1000 * (time.monotonic() - started), status)
-                fastpath.send_frame(conn, {"status": status, "stdout": out})
+                    status, out = self.handle(plugin, env, stdin)
+                    log.info("served %s %s in %.1f ms (status %d)", plugin, env.get("CNI_COMMAND"),
+                             1000 * (time.monotonic() - started), status)
+                conn.sendall(fastpath.encode_reply(status, out))
                 self.served += 1
             except (OSError, ValueError, KeyError, ConnectionError) as exc:
                 log.warning("fast path: dropped a call: %s", exc)
 
-    def handle(self, request: dict[str, Any]) -> tuple[int, str]:
-        load = self._handlers.get(str(request.get("plugin")))
+    def handle(self, plugin: str, env: dict[str, str], stdin: bytes) -> tuple[int, str]:
+        load = self._handlers.get(plugin)
         if load is None:
-            return 1, json.dumps(CniError(INTERNAL, f"unknown plugin {request.get('plugin')!r} for the fast path")
+            return 1, json.dumps(CniError(INTERNAL, f"unknown plugin {plugin!r} for the fast path")
                                  .to_dict(skel.LATEST_VERSION))
-        env = {str(k): str(v) for k, v in dict(request["env"]).items()}
-        stdin = base64.b64decode(request["stdin"])
         out = io.StringIO()
         status = skel.run(load, env, io.BytesIO(stdin), out)
         return status, out.getvalue()
