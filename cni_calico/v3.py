@@ -50,6 +50,9 @@ class _Invalid(ValueError):
 _LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 _NAME = re.compile(rf"{_LABEL}(\.{_LABEL})*")  # RFC 1123 subdomain, as Calico's nameRegex
 _POLICY_NAME = re.compile(rf"{_LABEL}(\.{_LABEL})?")  # policies: at most one dot (Calico)
+# A NetworkPolicy may also carry the name Calico gives a converted policy: `knp.default.` (from a
+# Kubernetes NetworkPolicy) or `ossg.default.` (an OpenStack security group) before a subdomain.
+_NETWORK_POLICY_NAME = re.compile(rf"{_POLICY_NAME.pattern}|(knp|ossg)\.default\.{_NAME.pattern}")
 _DNS_LABEL = re.compile(_LABEL)
 _CONTAINER_ID = re.compile(r"[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?")
 _INTERFACE = re.compile(r"[a-zA-Z0-9_.-]{1,15}")
@@ -699,7 +702,7 @@ class NetworkPolicy(Resource):
     kind: Literal["NetworkPolicy"] = "NetworkPolicy"
     spec: NetworkPolicySpec
     namespaced: ClassVar[bool] = True
-    name_pattern: ClassVar[re.Pattern[str] | None] = _POLICY_NAME
+    name_pattern: ClassVar[re.Pattern[str] | None] = _NETWORK_POLICY_NAME
 
 
 class GlobalNetworkPolicy(Resource):

@@ -177,6 +177,36 @@ def test_namespace_is_not_defaulted_here() -> None:
     assert "namespace" not in stored["metadata"]
 
 
+# Calico's networkPolicyNameRegex / globalNetworkPolicyNameRegex: at most one dot, except the
+# `knp.default.` / `ossg.default.` names Calico gives converted (Kubernetes, OpenStack) policies,
+# which only a NetworkPolicy may carry.
+@pytest.mark.parametrize("kind, name, accepted", [
+    ("NetworkPolicy", "allow-web", True),
+    ("NetworkPolicy", "default.allow-web", True),
+    ("NetworkPolicy", "knp.default", True),  # just a one-dot name
+    ("NetworkPolicy", "knp.default.allow-web", True),
+    ("NetworkPolicy", "knp.default.allow.web.v2", True),  # the Kubernetes name is a subdomain
+    ("NetworkPolicy", "ossg.default.sg-1", True),
+    ("NetworkPolicy", "a.b.c", False),
+    ("NetworkPolicy", "knp.other.allow-web", False),  # only the default tier
+    ("NetworkPolicy", "knp.default.", False),
+    ("NetworkPolicy", "knp.default.Allow-Web", False),
+    ("NetworkPolicy", "knp.default.-web", False),
+    ("NetworkPolicy", "kanp.default.allow-web", False),
+    ("GlobalNetworkPolicy", "default.allow-web", True),
+    ("GlobalNetworkPolicy", "knp.default.allow-web", False),  # Kubernetes policies are namespaced
+])
+def test_policy_names_as_calico_accepts_them(kind: str, name: str, accepted: bool) -> None:
+    meta = {"namespace": "shop"} if kind == "NetworkPolicy" else {}
+    doc = res(kind, {"ingress": [rule()]}, name, **meta)
+    if accepted:
+        assert to_stored(validate(doc))["metadata"]["name"] == name
+    else:
+        with pytest.raises(ValidationFailure) as caught:
+            validate(doc)
+        assert caught.value.field == "metadata.name"
+
+
 def test_failure_shape() -> None:
     with pytest.raises(ValidationFailure) as caught:
         validate(res("IPPool", {"cidr": "x"}))

@@ -86,6 +86,12 @@ def parser() -> argparse.ArgumentParser:
     status_parser = node_commands.add_parser("status", help="BGP sessions of this host")
     status_parser.set_defaults(handler=node.status)
 
+    convert = commands.add_parser("convert", help="print Kubernetes NetworkPolicy and Calico v1 resources as v3")
+    convert.add_argument("-f", "--filename", required=True, help="YAML or JSON file, or - for stdin")
+    convert.add_argument("-o", "--output", default="yaml", choices=("yaml", "yml", "json"),
+                         help="yaml (default) or json")
+    convert.set_defaults(handler=_convert)
+
     version = commands.add_parser("version", help="client and cluster versions")
     version.set_defaults(handler=_version)
 
@@ -123,6 +129,24 @@ def _with_store(command: str) -> Callable[[argparse.Namespace, dict[str, str], T
             return ipam.configure(ds, out, strict_affinity=strict, max_blocks_per_host=args.max_blocks_per_host)
 
     return handler
+
+
+def _convert(args: argparse.Namespace, env: dict[str, str], out: TextIO) -> int:
+    """No etcd: every document is read, converted and validated before anything is printed."""
+    from . import documents, k8s_convert
+
+    try:
+        docs = documents.load(args.filename, sys.stdin)
+    except documents.DocumentError as exc:
+        raise CtlError(str(exc)) from None
+    converted = []
+    for doc in docs:
+        try:
+            converted.append(k8s_convert.to_v3(doc.data))
+        except k8s_convert.ConversionError as exc:
+            raise CtlError(f"{documents.describe(doc)}: {exc}") from None
+    out.write(k8s_convert.render(converted, args.output))
+    return 0
 
 
 def _version(args: argparse.Namespace, env: dict[str, str], out: TextIO) -> int:
