@@ -8,8 +8,9 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # etcd-server: the datastore the tests and the demo start privately; iproute2, iputils-ping:
 # namespaces and real packets; containernetworking-plugins: host-local, portmap, tuning;
 # podman, runc, busybox-static, iptables, util-linux (nsenter): the real-runtime test;
-# bird2: the BGP daemon calico-node drives; python3-venv: the virtualenv.
-SYSTEM_PACKAGES := etcd-server etcd-client iproute2 iputils-ping containernetworking-plugins \
+# bird2: the BGP daemon calico-node drives; nftables: the policy and NAT dataplane calico-node
+# programs; python3-venv: the virtualenv.
+SYSTEM_PACKAGES := etcd-server etcd-client iproute2 iputils-ping nftables containernetworking-plugins \
 	podman runc busybox-static iptables util-linux bird2 python3-venv
 
 .PHONY: all system-deps venv build install test test-unit demo demo-clean bench clean
@@ -35,8 +36,9 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 venv: system-deps $(VENV)/.installed
 
-# The frozen executables: one PyInstaller one-dir bundle (dist/cni-calico/) whose executable is
-# calico, calico-ipam, calicoctl or calico-node by the name it is run as (dist/<name> links).
+# The frozen executables: one PyInstaller one-dir bundle (dist/cni-calico/) with two executables:
+# calico-cni, the small client calico and calico-ipam point at, and cni-calico, which is calicoctl,
+# calico-node, or a standalone plugin, by the name it is run as (dist/<name> links).
 # ONEFILE=1 builds a single self-unpacking file instead (slower to start: see README).
 SOURCES := $(shell find cni_calico packaging -name '*.py' -o -name '*.spec') pyproject.toml
 dist/.built: $(SOURCES) | venv

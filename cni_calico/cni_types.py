@@ -6,6 +6,7 @@ cniVersion on the way out (0.1/0.2 `ip4`/`ip6`; 0.3.x/0.4.0 add `ips[].version`)
 
 from __future__ import annotations
 
+import re
 from typing import Any, TypeVar
 
 import netaddr
@@ -93,11 +94,52 @@ class ContainerSettings(_Tolerant):
     allow_ip_forwarding: bool = False
 
 
+_LABEL_NAME = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
+_LABEL_PREFIX = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
+
+
+class Label(_Tolerant):
+    """One entry of the CNI convention `args.cni.labels` (Kubernetes label syntax)."""
+
+    key: str
+    value: str = ""
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, key: str) -> str:
+        prefix, _, name = key.rpartition("/")
+        if not name or not _LABEL_NAME.fullmatch(name) or (prefix and not _LABEL_PREFIX.fullmatch(prefix)):
+            raise ValueError(f"invalid label key {key!r}")
+        return key
+
+    @field_validator("value")
+    @classmethod
+    def _value(cls, value: str) -> str:
+        if not _LABEL_NAME.fullmatch(value):
+            raise ValueError(f"invalid label value {value!r}")
+        return value
+
+
+class CniArgsSection(_Tolerant):
+    labels: list[Label] = Field(default_factory=list)
+
+
+class ConfArgs(_Tolerant):
+    """The network configuration's `args`; `cni.labels` become the workload endpoint's labels,
+    which policy selectors match (there is no API server to read pod labels from)."""
+
+    cni: CniArgsSection = Field(default_factory=CniArgsSection)
+
+
 class CalicoNetConf(NetConf):
     """The calico plugin's configuration: NetConf plus the dataplane settings."""
 
     mtu: int = Field(default=1500, ge=68, le=65535)
     container_settings: ContainerSettings = Field(default_factory=ContainerSettings)
+    args: ConfArgs = Field(default_factory=ConfArgs)
+
+    def labels(self) -> dict[str, str]:
+        return {label.key: label.value for label in self.args.cni.labels}
 
 
 ConfT = TypeVar("ConfT", bound=NetConf)

@@ -194,6 +194,7 @@ class CalicoPlugin:
         name = att.endpoint_name
         wep = WorkloadEndpoint(
             metadata=Metadata(name=name, namespace=namespace, labels={
+                **att.conf.labels(),  # Calico's own labels below always win
                 "projectcalico.org/namespace": namespace,
                 "projectcalico.org/orchestrator": att.workload.orchestrator,
             }),

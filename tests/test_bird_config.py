@@ -32,8 +32,9 @@ from cni_calico.node.bird_config import (
     select_peers,
 )
 
+from .golden import assert_matches_golden
+
 GOLDEN = Path(__file__).parent / "golden" / "bird"
-UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
 
 DEFAULT_POOL = Pool("192.168.0.0/16")
 LOG = "/var/log/calico/bird/bird.log"
@@ -95,12 +96,7 @@ def golden_path(case: str) -> Path:
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_render_matches_golden(case: str) -> None:
     text = render(CASES[case])
-    path = golden_path(case)
-    if UPDATE:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    assert path.exists(), f"no golden file {path}: run with UPDATE_GOLDEN=1"
-    assert text == path.read_text()
+    assert_matches_golden(golden_path(case), text)
 
 
 def test_no_stale_golden_files() -> None:

@@ -272,3 +272,24 @@ def test_ipam_conf_wants(ipam, v4, v6):
     assert conf.wants_ipv4() is v4
     assert conf.wants_ipv6() is v6
     assert NetConf.model_validate({**BASE, "ipam": ipam}).ipam.wants_ipv4() is v4
+
+
+def test_labels_from_the_cni_args_convention():
+    from cni_calico.cni_types import CalicoNetConf
+
+    conf = parse_netconf({"name": "n", "args": {"cni": {"labels": [
+        {"key": "app", "value": "web"}, {"key": "example.com/tier", "value": "front-1"}, {"key": "flag"}]},
+        "other": {"ignored": True}}}, CalicoNetConf)
+    assert conf.labels() == {"app": "web", "example.com/tier": "front-1", "flag": ""}
+    assert parse_netconf({"name": "n"}, CalicoNetConf).labels() == {}
+
+
+@pytest.mark.parametrize("label", [{"key": "", "value": "x"}, {"key": "has space", "value": "x"},
+                                   {"key": "app", "value": "it's"}, {"key": "UPPER.com/x", "value": "x"},
+                                   {"key": "a" * 64, "value": "x"}, {"value": "x"}])
+def test_bad_labels_are_config_errors(label):
+    from cni_calico.cni_types import CalicoNetConf
+
+    with pytest.raises(CniError) as info:
+        parse_netconf({"name": "n", "args": {"cni": {"labels": [label]}}}, CalicoNetConf)
+    assert info.value.code == INVALID_NETWORK_CONFIG and "args.cni.labels.0" in info.value.msg

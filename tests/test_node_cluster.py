@@ -70,10 +70,7 @@ def lab(etcd_server: PrivateEtcd) -> Iterator[tuple[Cluster, EtcdDatastore, dict
         cluster = Cluster(etcd_server.port, hosts=3)
         try:
             cluster.start()
-            for host in cluster.hosts:
-                cluster.start_agent(host, wait=False)
-            for host in cluster.hosts:
-                cluster.wait_ready(host)
+            cluster.start_agents()
             pods = {host.name: cluster.add_pod(host, "p1") for host in cluster.hosts}
             yield cluster, ds, pods
         finally:

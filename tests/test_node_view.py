@@ -144,11 +144,21 @@ def test_config_from_calico_environment_names() -> None:
     assert (config.nodename, config.as_number, config.ipv4pool_ipip, config.ipv4pool_cidr) == \
         ("n2", 65010, "Always", "10.9.0.0/16")
     assert config.ipv4pool_nat_outgoing is False and config.backend == "none"
+    assert (config.policy_dataplane, config.endpoint_to_host_action) == ("nftables", "Accept")  # defaults
+
+
+def test_policy_settings_take_felix_spellings() -> None:
+    config = load({"FELIX_DEFAULTENDPOINTTOHOSTACTION": "DROP", "CALICO_POLICY_DATAPLANE": "None"})
+    assert (config.endpoint_to_host_action, config.policy_dataplane) == ("Drop", "none")
+    assert load({"FELIX_DEFAULTENDPOINTTOHOSTACTION": "return"}).endpoint_to_host_action == "Return"
 
 
 @pytest.mark.parametrize("env, named", [({"AS": "seven"}, "AS"), ({"CALICO_IPV4POOL_IPIP": "sometimes"},
                                         "CALICO_IPV4POOL_IPIP"), ({"CALICO_NETWORKING_BACKEND": "gobgp"},
-                                                                  "CALICO_NETWORKING_BACKEND")])
+                                                                  "CALICO_NETWORKING_BACKEND"),
+                                        ({"FELIX_DEFAULTENDPOINTTOHOSTACTION": "Maybe"},
+                                         "FELIX_DEFAULTENDPOINTTOHOSTACTION"),
+                                        ({"CALICO_POLICY_DATAPLANE": "iptables"}, "CALICO_POLICY_DATAPLANE")])
 def test_config_errors_name_the_variable(env: dict[str, str], named: str) -> None:
     with pytest.raises(ConfigError, match=f"^{named}:"):
         load(env)

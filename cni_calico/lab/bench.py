@@ -1,6 +1,6 @@
 """`make bench`: CNI latency of our frozen binaries, standalone and through the agent's fast path,
-beside Debian's Go `ptp` + `host-local` in the same run on the same machine; and how fast one etcd
-hands out addresses to many nodes at once.
+beside Debian's Go `ptp` + `host-local` in the same run on the same machine; how fast one etcd
+hands out addresses to many nodes at once; and the policy dataplane at scale (policy_bench).
 
 For each plugin set: N pods (each its own netns, created beforehand and not timed) inside one
 simulated host; ADD then DEL of all of them one after the other, then again with 8 at a time.
@@ -38,12 +38,14 @@ def percentile(values: Sequence[float], fraction: float) -> float:
 
 
 class Variant:
-    def __init__(self, label: str, binary: str, conf: dict[str, Any], cni_path: str) -> None:
+    def __init__(self, label: str, binary: str, conf: dict[str, Any], cni_path: str,
+                 env: dict[str, str] | None = None) -> None:
         self.label, self.binary, self.conf, self.cni_path = label, binary, conf, cni_path
+        self.env = env or {}
 
     def call(self, host: Host, command: str, container_id: str, netns: str) -> float:
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "CNI_COMMAND": command,
-               "CNI_CONTAINERID": container_id, "CNI_NETNS": netns, "CNI_IFNAME": "eth0", "CNI_PATH": self.cni_path}
+               "CNI_CONTAINERID": container_id, "CNI_NETNS": netns, "CNI_IFNAME": "eth0", "CNI_PATH": self.cni_path, **self.env}
         started = time.monotonic()
         proc = subprocess.run(["nsenter", f"--net={host.netns_path}", self.binary], input=json.dumps(self.conf).encode(),
                               env=env, capture_output=True, timeout=120)
@@ -96,8 +98,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--pods", type=int, default=100)
     p.add_argument("--nodes", type=int, default=10)
     p.add_argument("--per-node", type=int, default=50)
-    p.add_argument("--skip", action="append", default=[], choices=["standalone", "cluster"],
-                   help="leave out the standalone variant or the cluster IPAM figure (quicker runs)")
+    p.add_argument("--skip", action="append", default=[], choices=["cni", "standalone", "cluster", "policy"],
+                   help="leave out a part: the CNI latency table, its standalone variant, the cluster IPAM "
+                        "figure or the policy dataplane figures (quicker runs)")
+    p.add_argument("--endpoints", type=int, default=1000, help="policy figures: local endpoints")
+    p.add_argument("--policies", type=int, default=100, help="policy figures: policies")
     p.add_argument("--ipam-worker", nargs=3, metavar=("ETCD", "NODE", "COUNT"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.ipam_worker:
@@ -108,7 +113,33 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     results: dict[tuple[str, int], dict[str, Any]] = {}
-    with PrivateEtcd() as etcd, EtcdDatastore(etcd.endpoint) as ds, tempfile.TemporaryDirectory() as tmp:
+    variants: list[Variant] = []
+    rate, total, duplicates = 0.0, 0, 0
+    with PrivateEtcd() as etcd:
+        if "cni" not in args.skip:
+            variants = latency(etcd, args.pods, "standalone" not in args.skip, results)
+        if "cluster" not in args.skip:
+            print(f"measuring cluster IPAM: {args.nodes} nodes x {args.per_node} allocations at once ...", flush=True)
+            rate, total, duplicates = cluster_ipam(etcd, args.nodes, args.per_node)
+    print(f"machine: {machine()}")
+    if variants:
+        print("\n" + report(results, args.pods, variants))
+    if total:
+        print(f"\ncluster IPAM: {args.nodes} nodes x {args.per_node} allocations at once on one etcd: "
+              f"{rate:.0f} allocations/s ({total} addresses, {duplicates} duplicates)")
+    if "policy" not in args.skip:
+        print(f"measuring the policy dataplane: {args.endpoints} endpoints x {args.policies} policies ...",
+              file=sys.stderr, flush=True)
+        from .policy_bench import measure, report as policy_report
+
+        print("\n" + policy_report(measure(args.endpoints, args.policies)))
+    return 0
+
+
+def latency(etcd: PrivateEtcd, pod_count: int, standalone: bool,
+            results: dict[tuple[str, int], dict[str, Any]]) -> list[Variant]:
+    """ADD and DEL of `pod_count` pods for each plugin set, sequential then 8 at a time."""
+    with EtcdDatastore(etcd.endpoint) as ds, tempfile.TemporaryDirectory() as tmp:
         admin.create_pool(ds, "bench-pool", "10.70.0.0/16")
         with Cluster(etcd.port, hosts=1, node_names=["bench-node"]) as cluster:
             host = cluster.hosts[0]
@@ -121,35 +152,36 @@ def main(argv: Sequence[str] | None = None) -> int:
             variants = [
                 Variant("Go ptp + host-local", str(GO_PLUGINS / "ptp"), go_conf, str(GO_PLUGINS)),
                 Variant("calico standalone", calico, {**base, "fast_path": "off"}, cni_path),
-                Variant("calico fast path", calico, {**base, "fast_path": "only"}, cni_path),
+                # As deployed: a config without fast_path keys (the client then skips parsing it) and
+                # the socket found where the host's agent serves it; "only" makes a miss an error.
+                Variant("calico fast path", calico, {k: v for k, v in base.items() if not k.startswith("fast_path")},
+                        cni_path, {"CALICO_CNI_SOCKET": base["fast_path_socket"], "CALICO_CNI_FAST_PATH": "only"}),
             ]
-            if "standalone" in args.skip:
+            if not standalone:
                 variants = [v for v in variants if "standalone" not in v.label]
-            pods = [f"{cluster.prefix}-bench-{i}" for i in range(args.pods)]
+            pods = [f"{cluster.prefix}-bench-{i}" for i in range(pod_count)]
             for pod in pods:
                 sh("ip", "netns", "add", pod)
             try:
                 for parallel in (1, PARALLEL):
                     for variant in variants:
-                        print(f"measuring {variant.label}, {args.pods} pods, {parallel} at a time ...", flush=True)
+                        print(f"measuring {variant.label}, {pod_count} pods, {parallel} at a time ...",
+                              file=sys.stderr, flush=True)
                         results[(variant.label, parallel)] = run_variant(variant, host, pods, parallel)
             finally:
                 for pod in pods:
                     sh("ip", "netns", "del", pod, check=False)
-        rate, total, duplicates = 0.0, 0, 0
-        if "cluster" not in args.skip:
-            print(f"measuring cluster IPAM: {args.nodes} nodes x {args.per_node} allocations at once ...", flush=True)
-            rate, total, duplicates = cluster_ipam(etcd, args.nodes, args.per_node)
-    print(report(results, args.pods, variants, rate, total, duplicates, args.nodes, args.per_node))
-    return 0
+    return variants
 
 
-def report(results: dict[tuple[str, int], dict[str, Any]], pods: int, variants: list[Variant], rate: float,
-           total: int, duplicates: int, nodes: int, per_node: int) -> str:
-    machine = (f"{os.cpu_count()} cores, {platform.system()} {platform.release()}, "
-               f"Python {platform.python_version()}, {Path('/etc/debian_version').read_text().strip() if Path('/etc/debian_version').exists() else ''}")
-    lines = [f"machine: {machine}", "",
-             "| plugins | calls | ADD p50 | ADD p90 | DEL p50 | DEL p90 | wall, 100 ADD + 100 DEL | ADD p50 vs Go | "
+def machine() -> str:
+    debian = Path("/etc/debian_version")
+    return (f"{os.cpu_count()} cores, {platform.system()} {platform.release()}, Python {platform.python_version()}, "
+            f"Debian {debian.read_text().strip() if debian.exists() else '?'}")
+
+
+def report(results: dict[tuple[str, int], dict[str, Any]], pods: int, variants: list[Variant]) -> str:
+    lines = ["| plugins | calls | ADD p50 | ADD p90 | DEL p50 | DEL p90 | wall, 100 ADD + 100 DEL | ADD p50 vs Go | "
              "DEL p50 vs Go | wall vs Go |".replace("100", str(pods)),
              "|---|---|---|---|---|---|---|---|---|---|"]
     for parallel in (1, PARALLEL):
@@ -162,9 +194,6 @@ def report(results: dict[tuple[str, int], dict[str, Any]], pods: int, variants: 
                          f"{r['ADD'][0] * 1000:.1f} ms | {r['ADD'][1] * 1000:.1f} ms | {r['DEL'][0] * 1000:.1f} ms | "
                          f"{r['DEL'][1] * 1000:.1f} ms | {wall:.2f} s | {r['ADD'][0] / go['ADD'][0]:.1f}x | "
                          f"{r['DEL'][0] / go['DEL'][0]:.1f}x | {wall / go_wall:.1f}x |")
-    if total:
-        lines += ["", f"cluster IPAM: {nodes} nodes x {per_node} allocations at once on one etcd: "
-                      f"{rate:.0f} allocations/s ({total} addresses, {duplicates} duplicates)"]
     return "\n".join(lines)
 
 

@@ -69,6 +69,7 @@ class Host:
     run_dir: Path
     agent: subprocess.Popen[bytes] | None = None
     pods: dict[str, str] = field(default_factory=dict)  # pod name -> container id
+    pod_args: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)  # pod -> (CNI_ARGS, conf extra)
 
     @property
     def netns_path(self) -> str:
@@ -166,6 +167,13 @@ class Cluster:
             self.wait_ready(host)
         return host.agent
 
+    def start_agents(self) -> None:
+        """calico-node on every host, started together (their BGP sessions come up together)."""
+        for host in self.hosts:
+            self.start_agent(host, wait=False)
+        for host in self.hosts:
+            self.wait_ready(host)
+
     def wait_ready(self, host: Host, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -234,12 +242,13 @@ class Cluster:
         return conf
 
     def cni(self, host: Host, command: str, container_id: str, netns: str, plugin: str = "calico",
-            binary: str | None = None) -> dict[str, Any]:
+            binary: str | None = None, cni_args: str = "", conf_extra: dict[str, Any] | None = None) -> dict[str, Any]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("CNI_", "ETCD_"))}
         env.update(CNI_COMMAND=command, CNI_CONTAINERID=container_id, CNI_NETNS=netns, CNI_IFNAME="eth0",
-                   CNI_ARGS="", CNI_PATH=str(Path(binary or self.plugin_path(plugin)).parent) + ":/usr/lib/cni")
+                   CNI_ARGS=cni_args, CNI_PATH=str(Path(binary or self.plugin_path(plugin)).parent) + ":/usr/lib/cni")
+        conf = {**self.pod_conf(host), **(conf_extra or {})}
         proc = subprocess.run(["ip", "netns", "exec", host.netns, binary or self.plugin_path(plugin)],
-                              input=json.dumps(self.pod_conf(host)).encode(), capture_output=True, env=env, timeout=120)
+                              input=json.dumps(conf).encode(), capture_output=True, env=env, timeout=120)
         out = proc.stdout.decode().strip()
         result = json.loads(out) if out else {}
         if proc.returncode != 0:
@@ -249,17 +258,23 @@ class Cluster:
     def plugin_path(self, plugin: str) -> str:
         return str(self.bin_dir / plugin)
 
-    def add_pod(self, host: Host, pod: str) -> str:
-        """A netns for the pod, then `calico ADD` run inside the host; returns the pod's IPv4 address."""
+    def add_pod(self, host: Host, pod: str, *, labels: dict[str, str] | None = None,
+                k8s_namespace: str | None = None) -> str:
+        """A netns for the pod, then `calico ADD` run inside the host; returns the pod's IPv4 address.
+        `labels` go in the config's args.cni.labels; `k8s_namespace` makes it a Kubernetes pod."""
         netns = self._netns(f"{host.netns}-{pod}")
         container_id = f"{host.name}-{pod}"
-        result = self.cni(host, "ADD", container_id, f"{NETNS_DIR}/{netns}")
+        cni_args = f"K8S_POD_NAMESPACE={k8s_namespace};K8S_POD_NAME={pod}" if k8s_namespace else ""
+        extra = {"args": {"cni": {"labels": [{"key": k, "value": v} for k, v in (labels or {}).items()]}}}
+        result = self.cni(host, "ADD", container_id, f"{NETNS_DIR}/{netns}", cni_args=cni_args, conf_extra=extra)
         host.pods[pod] = container_id
+        host.pod_args[pod] = (cni_args, extra)
         return str(result["ips"][0]["address"]).split("/")[0]
 
     def del_pod(self, host: Host, pod: str) -> None:
         netns = f"{host.netns}-{pod}"
-        self.cni(host, "DEL", host.pods.pop(pod), f"{NETNS_DIR}/{netns}")
+        cni_args, extra = host.pod_args.pop(pod, ("", {}))
+        self.cni(host, "DEL", host.pods.pop(pod), f"{NETNS_DIR}/{netns}", cni_args=cni_args, conf_extra=extra)
         sh("ip", "netns", "del", netns, check=False)
         self.namespaces.remove(netns)
 
@@ -279,10 +294,10 @@ class Cluster:
     def in_host(self, host: Host, *cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return sh("ip", "netns", "exec", host.netns, *cmd, check=check)
 
-    def calicoctl(self, host: Host, *args: str) -> subprocess.CompletedProcess[str]:
+    def calicoctl(self, host: Host, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         env = self.agent_env(host)
         return subprocess.run(["ip", "netns", "exec", host.netns, *binaries.command("calicoctl"), *args],
-                              capture_output=True, text=True, env=env, timeout=60)
+                              capture_output=True, text=True, env=env, timeout=60, input=stdin)
 
     # ------------------------------------------------------------ teardown
 

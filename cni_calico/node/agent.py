@@ -25,6 +25,7 @@ from .cache import WATCH_PREFIX, Cache, affects_routing
 from .config import AgentConfig
 from .health import HealthServer
 from .metrics import Registry
+from .policy_view import affects_policy
 from .status import peers_from_protocols
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,10 @@ def _declare(metrics: Registry) -> None:
         ("calico_node_affine_blocks", "gauge", "confirmed IPAM blocks affine to this node"),
         ("calico_node_bgp_peers", "gauge", "BGP sessions by state"),
         ("calico_node_datastore_errors_total", "counter", "failed attempts to reach etcd"),
+        ("calico_node_policy_applies_total", "counter", "policy dataplane updates by kind (full, update)"),
+        ("calico_node_policy_apply_failures_total", "counter", "policy updates nft refused"),
+        ("calico_node_policy_apply_seconds", "gauge", "time of the last policy render and apply"),
+        ("calico_node_policy_rules", "gauge", "rules in the policy table"),
     ):
         metrics.declare(name, kind, text)
 
@@ -77,6 +82,11 @@ class Agent:
         if config.backend == "bird":
             self.bird = BirdDaemon(config.bird_config, config.bird_socket, config.bird_pid, binary=config.bird_binary)
         self._peers_checked = 0.0
+        self.policy = None
+        if config.policy_dataplane == "nftables":
+            from .nft_apply import NftDataplane
+
+            self.policy = NftDataplane([config.nft_binary])
 
     # ------------------------------------------------------------ start-up
 
@@ -173,8 +183,11 @@ class Agent:
                 batch = watch.next_batch(timeout=TICK)
                 if batch:
                     self.metrics.inc("calico_node_watch_events_total", len(batch))
-                    if any(affects_routing(key) for key in self.cache.apply(batch)):
-                        self.sync()
+                    changed = self.cache.apply(batch)
+                    if any(affects_policy(key) for key in changed):
+                        self.sync_policy()  # first: a new pod waits for it, not for BIRD
+                    if any(affects_routing(key) for key in changed):
+                        self.sync_routing()
                 self.supervise()
         finally:
             self.synced = False
@@ -182,6 +195,34 @@ class Agent:
 
     def sync(self) -> None:
         """Re-derive everything from the cache and apply what changed."""
+        self.sync_policy()
+        self.sync_routing()
+
+    def sync_policy(self) -> None:
+        """Render policy for this host from the cache; nft gets only what changed."""
+        if self.policy is None:
+            return
+        from .nft_apply import NftError
+        from .nft_render import counts, render
+        from .policy_view import policy_state
+
+        started = time.monotonic()
+        try:
+            ruleset = render(policy_state(self.cache, self.name, self.config.endpoint_to_host_action))
+            how = self.policy.apply(ruleset)
+        except (NftError, ValueError) as exc:  # the previous policy stays in force
+            self.metrics.inc("calico_node_policy_apply_failures_total")
+            self._problem("policy", f"policy not applied: {exc}")
+            return
+        self.problems.pop("policy", None)
+        if how != "unchanged":
+            took = time.monotonic() - started
+            self.metrics.inc("calico_node_policy_applies_total", kind=how)
+            self.metrics.set("calico_node_policy_apply_seconds", took)
+            self.metrics.set("calico_node_policy_rules", counts(ruleset)["rules"])
+            log.info("policy applied (%s) in %.0f ms", how, took * 1000)
+
+    def sync_routing(self) -> None:
         self.metrics.inc("calico_node_syncs_total")
         self._sync_ipip()
         inp = view.bird_input(self.cache, self.name, str(self.config.bird_log))

@@ -34,6 +34,9 @@ ENV_NAMES = {
     "CALICO_BIRD_BINARY": "bird_binary",
     "CALICO_CNI_SOCKET": "cni_socket",
     "CALICO_CNI_WORKERS": "cni_workers",
+    "CALICO_POLICY_DATAPLANE": "policy_dataplane",
+    "FELIX_DEFAULTENDPOINTTOHOSTACTION": "endpoint_to_host_action",
+    "CALICO_NFT_BINARY": "nft_binary",
 }
 
 _IPIP_MODES = {"": "Never", "never": "Never", "off": "Never", "false": "Never", "always": "Always",
@@ -66,6 +69,21 @@ class AgentConfig(BaseModel):
     bird_binary: str = "bird"
     cni_socket: str = ""  # the CNI fast path: "" = <run_dir>/cni.sock, "none" = not served
     cni_workers: int = Field(default=8, ge=1, le=64)
+    policy_dataplane: Literal["nftables", "none"] = "nftables"  # none: leave the firewall alone
+    # After a workload's egress policy allows a packet to this host itself. Calico's default is
+    # Drop, but its Kubernetes manifests set Accept (kubelet probes, DNS on the host): so do we.
+    endpoint_to_host_action: Literal["Accept", "Drop", "Return"] = "Accept"
+    nft_binary: str = "nft"
+
+    @field_validator("endpoint_to_host_action", mode="before")
+    @classmethod
+    def _action(cls, value: object) -> object:
+        return value.strip().capitalize() if isinstance(value, str) else value  # felix takes ACCEPT, Drop...
+
+    @field_validator("policy_dataplane", mode="before")
+    @classmethod
+    def _dataplane(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("ipv4pool_ipip", mode="before")
     @classmethod

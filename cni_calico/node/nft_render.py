@@ -1,0 +1,744 @@
+"""Calico policy as one nftables table (`inet calico`), and the smallest update between two renders.
+
+Pure: `render(state)` gives a comparable `Ruleset`; `full_script` / `update_script` give `nft -f`
+input (each one atomic transaction); the caller runs nft. Everything is sorted, so equal states
+give equal text.
+
+Layout (names of hashed objects are `<prefix>-<12 hex of sha256>`):
+
+    forward      filter hook: cali* traffic only; ct invalid drop, established accept; then the
+                 sender's egress (from-wl-dispatch), a mark check, the receiver's ingress
+                 (to-wl-dispatch), accept.
+    input        filter hook: from cali* only; IPv6 router ICMP accepted first (as felix); the
+                 workload's egress, then the endpoint-to-host action.
+    postrouting  nat hook: masquerade sources in @nat-pools going outside @all-pools.
+    from-wl-dispatch / to-wl-dispatch
+                 IPIP and VXLAN from workloads dropped (as felix: encapsulation could bypass
+                 egress policy), anti-spoof (@wl-addrs: ifname . address), then
+                 `iifname vmap @from-wl` / `oifname vmap @to-wl`; a cali* interface not in the
+                 map is dropped.
+    fw-<h> / tw-<h>  one chain per distinct (direction, ordered policies, profiles) signature,
+                 shared by every local endpoint with it: egress (from workload) / ingress.
+    po-<h> / pi-<h>  one chain per policy and direction; pro-<h> / pri-<h> per profile.
+    sel-<h>, net-<h>  named interval sets for rule selectors and nets; wl-addrs, nat-pools,
+                 all-pools fixed ones. Each IPv4 set has an IPv6 twin named `<name>-v6`.
+
+Verdicts travel in two mark bits, as in felix: MARK_ACCEPT (0x10000) and MARK_PASS (0x20000),
+cleared at the start of each signature chain. Policy chains set a bit and `return`, never
+`accept`, so forwarded workload-to-workload traffic meets both the sender's egress and the
+receiver's ingress.
+
+Not matched: named ports (Calico resolves them through the endpoints' port lists, which the
+state does not carry): a rule whose ports are all named never matches, named entries in
+notPorts exclude nothing. A notICMP without an ICMP protocol only matches ICMP packets (as
+iptables' icmp match, which needs the protocol). Not rendered: HTTP matches, tiers (everything
+is the default tier), host endpoints (so doNotTrack / preDNAT policies).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import re
+from dataclasses import dataclass
+from typing import Iterable, Mapping, Union
+
+from ..v3 import EntityRule, ProfileSpec, Rule
+from .policy_model import (
+    EGRESS,
+    ENDPOINT_TO_HOST_ACTIONS,
+    INGRESS,
+    Endpoint,
+    EndpointSelector,
+    Policy,
+    PolicyState,
+    applicable_policies,
+    policy_id,
+    policy_label,
+    rule_selectors,
+    selected_addresses,
+)
+
+FAMILY = "inet"
+TABLE = "calico"
+IFACE_PREFIX = "cali"
+MARK_ACCEPT = 0x10000
+MARK_PASS = 0x20000
+LOG_PREFIX = "calico-packet: "
+VXLAN_PORT = 4789
+# felix lets these ICMPv6 types from workloads reach the host before any policy, so that a
+# workload cannot cut itself off from its router (MLD 130-132, RS 133, NS 135, NA 136)
+ICMPV6_ROUTER_TYPES = "mld-listener-query, mld-listener-report, mld-listener-done, " \
+                      "nd-router-solicit, nd-neighbor-solicit, nd-neighbor-advert"
+
+_PROTOCOLS = {"TCP": "tcp", "UDP": "udp", "ICMP": "icmp", "ICMPv6": "ipv6-icmp",
+              "SCTP": "sctp", "UDPLite": "udplite"}
+_ICMP_FAMILY = {"icmp": 4, "1": 4, "ipv6-icmp": 6, "58": 6}
+_COMMENT_MAX = 127  # nft refuses longer comments
+
+Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+
+
+# ------------------------------------------------------------------ the Ruleset value
+
+@dataclass(frozen=True)
+class NftSet:
+    type: str  # "ipv4_addr", "ifname . ipv6_addr", ...
+    flags: tuple[str, ...] = ()
+    elements: tuple[str, ...] = ()  # nft syntax, sorted
+    comment: str = ""
+
+
+@dataclass(frozen=True)
+class NftMap:
+    type: str  # "ifname : verdict"
+    elements: tuple[tuple[str, str], ...] = ()  # (interface name, verdict), sorted
+
+
+@dataclass(frozen=True)
+class BaseHook:
+    type: str  # filter | nat
+    hook: str
+    priority: str
+    policy: str = "accept"
+
+
+@dataclass(frozen=True)
+class Chain:
+    rules: tuple[str, ...]
+    comment: str = ""
+    base: BaseHook | None = None
+
+
+@dataclass(frozen=True)
+class Ruleset:
+    sets: Mapping[str, NftSet]
+    maps: Mapping[str, NftMap]
+    chains: Mapping[str, Chain]
+
+
+# ------------------------------------------------------------------ small helpers
+
+def _hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _claim(owners: dict[str, str], name: str, identity: str) -> None:
+    """Record that hashed `name` stands for `identity`; two identities on one name is an error."""
+    if owners.setdefault(name, identity) != identity:
+        raise RuntimeError(f"name collision on {name}: {owners[name]!r} and {identity!r}")
+
+
+def _comment(text: str) -> str:
+    """Free text as a quoted nft comment: printable ASCII, no double quote, bounded."""
+    clean = re.sub(r"[^\x20-\x7e]", "?", text).replace('"', "'")
+    if len(clean) > _COMMENT_MAX:
+        clean = clean[:_COMMENT_MAX - 3] + "..."
+    return f'"{clean}"'
+
+
+def _ip(version: int) -> str:
+    return "ip" if version == 4 else "ip6"
+
+
+def _suffix(version: int) -> str:
+    """The IPv4 object has the plain name, its IPv6 twin ends in -v6."""
+    return "" if version == 4 else "-v6"
+
+
+def _addr_type(version: int) -> str:
+    return "ipv4_addr" if version == 4 else "ipv6_addr"
+
+
+def _networks(cidrs: Iterable[str], version: int) -> list[Network]:
+    """Those of `version`, deduplicated, without any network inside another (nft refuses
+    overlapping intervals), sorted by address."""
+    nets = sorted({n for n in (ipaddress.ip_network(c, strict=False) for c in cidrs) if n.version == version},
+                  key=lambda n: (int(n.network_address), n.prefixlen))
+    kept: list[Network] = []
+    for net in nets:
+        if not kept or not net.subnet_of(kept[-1]):  # type: ignore[arg-type]
+            kept.append(net)
+    return kept
+
+
+def _element(net: Network) -> str:
+    return str(net.network_address) if net.prefixlen == net.max_prefixlen else str(net)
+
+
+def _host_addresses(endpoint: Endpoint) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    return [ipaddress.ip_interface(a).ip for a in endpoint.addresses]
+
+
+# ------------------------------------------------------------------ named sets
+
+class _SetBook:
+    """Collects the named sets the rules use; one set per distinct meaning, shared by every rule."""
+
+    def __init__(self, state: PolicyState) -> None:
+        self.state = state
+        self.sets: dict[str, NftSet] = {}
+        self._keys: dict[str, str] = {}  # set name -> the key it was made for (collision guard)
+
+    def _add(self, name: str, key: str, make: NftSet) -> str:
+        _claim(self._keys, name, key)
+        self.sets.setdefault(name, make)
+        return name
+
+    def selector(self, sel: EndpointSelector, version: int) -> str:
+        text = sel.text()
+        name = f"sel-{_hash(text)}{_suffix(version)}"
+        if self._keys.get(name) == text:
+            return name  # already computed
+        members = _networks((str(ipaddress.ip_interface(a).ip) for a in selected_addresses(sel, self.state)), version)
+        return self._add(name, text, NftSet(_addr_type(version), ("interval",),
+                                            tuple(_element(n) for n in members), f"selector: {text}"))
+
+    def nets(self, cidrs: Iterable[str], version: int) -> str:
+        members = _networks(cidrs, version)
+        text = ", ".join(_element(n) for n in members)
+        name = f"net-{_hash(text)}{_suffix(version)}"
+        return self._add(name, text, NftSet(_addr_type(version), ("interval",),
+                                            tuple(_element(n) for n in members), f"nets: {text}"))
+
+
+# ------------------------------------------------------------------ one Calico rule
+
+def _protocol(value: object) -> str:
+    return _PROTOCOLS.get(str(value), str(value))
+
+
+def _versions(rule: Rule) -> tuple[int, ...]:
+    """IP versions the rule can match: its ipVersion, an ICMP protocol and its nets narrow it."""
+    versions = {4, 6}
+    if rule.ipVersion is not None:
+        versions &= {rule.ipVersion}
+    if rule.protocol is not None and _protocol(rule.protocol) in _ICMP_FAMILY:
+        versions &= {_ICMP_FAMILY[_protocol(rule.protocol)]}
+    for entity in (rule.source, rule.destination):
+        if entity and entity.nets:  # notNets do not narrow: other versions are never in them
+            versions &= {ipaddress.ip_network(n, strict=False).version for n in entity.nets}
+    return tuple(sorted(versions))
+
+
+def _port_spec(ports: list | None) -> str | None:
+    """nft port expression for numbers and `a:b` ranges, merged and sorted; None when nothing
+    numeric is left (named ports are not matched)."""
+    ranges = []
+    for port in ports or ():
+        if isinstance(port, int):
+            ranges.append((port, port))
+        elif re.fullmatch(r"\d+:\d+", str(port)):
+            low, high = (int(p) for p in str(port).split(":"))
+            ranges.append((low, high))
+    merged: list[list[int]] = []
+    for low, high in sorted(ranges):
+        if merged and low <= merged[-1][1] + 1:
+            merged[-1][1] = max(merged[-1][1], high)
+        else:
+            merged.append([low, high])
+    if not merged:
+        return None
+    items = [str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in merged]
+    return items[0] if len(items) == 1 else "{ " + ", ".join(items) + " }"
+
+
+def _port_matches(rule: Rule) -> list[str] | None:
+    """`th sport/dport` conditions; None when the rule lists ports but none can match."""
+    parts = []
+    for entity, field in ((rule.source, "sport"), (rule.destination, "dport")):
+        if entity is None:
+            continue
+        if entity.ports:
+            spec = _port_spec(entity.ports)
+            if spec is None:
+                return None
+            parts.append(f"th {field} {spec}")
+        spec = _port_spec(entity.notPorts)
+        if spec is not None:
+            parts.append(f"th {field} != {spec}")
+    return parts
+
+
+def _icmp_matches(rule: Rule, version: int) -> list[str]:
+    kw = "icmp" if version == 4 else "icmpv6"
+    parts = []
+    if rule.icmp is not None and rule.icmp.type is not None:
+        parts.append(f"{kw} type {rule.icmp.type}")
+        if rule.icmp.code is not None:
+            parts.append(f"{kw} code {rule.icmp.code}")
+    if rule.notICMP is not None and rule.notICMP.type is not None:
+        if rule.notICMP.code is None:
+            parts.append(f"{kw} type != {rule.notICMP.type}")
+        else:  # not (type and code): one lookup on the pair
+            parts.append(f"{kw} type . {kw} code != {{ {rule.notICMP.type} . {rule.notICMP.code} }}")
+    return parts
+
+
+def _address_matches(entity: EntityRule | None, field: str, version: int, policy_ns: str | None,
+                     book: _SetBook) -> list[str]:
+    if entity is None:
+        return []
+    key = f"{_ip(version)} {field}"
+    parts = []
+    if entity.nets:
+        parts.append(f"{key} @{book.nets(entity.nets, version)}")
+    if entity.notNets and _networks(entity.notNets, version):
+        parts.append(f"{key} != @{book.nets(entity.notNets, version)}")
+    positive, negative = rule_selectors(entity, policy_ns)
+    if positive is not None:
+        parts.append(f"{key} @{book.selector(positive, version)}")
+    if negative is not None:
+        parts.append(f"{key} != @{book.selector(negative, version)}")
+    return parts
+
+
+def _is_family_specific(rule: Rule, policy_ns: str | None) -> bool:
+    """Whether the rule needs one nft rule per IP version (address sets, ICMP fields)."""
+    if rule.icmp is not None or rule.notICMP is not None:
+        return True
+    for entity in (rule.source, rule.destination):
+        if entity and (entity.nets or entity.notNets or any(rule_selectors(entity, policy_ns))):
+            return True
+    return False
+
+
+def _verdict(action: str) -> str:
+    if action == "Allow":
+        return f"meta mark set meta mark | {MARK_ACCEPT:#x} return"
+    if action == "Pass":
+        return f"meta mark set meta mark | {MARK_PASS:#x} return"
+    if action == "Log":
+        return f'log prefix "{LOG_PREFIX}"'
+    return "drop"
+
+
+def _rule_lines(rule: Rule, comment: str, policy_ns: str | None, book: _SetBook) -> list[str]:
+    """One Calico rule as nft rules (none if it cannot match, two when it has per-version parts)."""
+    ports = _port_matches(rule)
+    versions = _versions(rule)
+    if ports is None or not versions:
+        return []
+    proto = [f"meta l4proto {_protocol(rule.protocol)}"] if rule.protocol is not None else []
+    if rule.notProtocol is not None:
+        proto.append(f"meta l4proto != {_protocol(rule.notProtocol)}")
+    tail = [*ports, _verdict(rule.action), f"comment {_comment(comment)}"]
+    if len(versions) == 2 and not _is_family_specific(rule, policy_ns):
+        return [" ".join([*proto, *tail])]
+    lines = []
+    for version in versions:
+        addresses = [*_address_matches(rule.source, "saddr", version, policy_ns, book),
+                     *_address_matches(rule.destination, "daddr", version, policy_ns, book)]
+        family = [] if addresses else [f"meta nfproto ipv{version}"]
+        lines.append(" ".join([*family, *proto, *_icmp_matches(rule, version), *addresses, *tail]))
+    return lines
+
+
+# ------------------------------------------------------------------ policy and profile chains
+
+def _rules_chain(rules: list[Rule] | None, label: str, direction: str, policy_ns: str | None,
+                 comment: str, book: _SetBook) -> Chain:
+    lines: list[str] = []
+    for index, rule in enumerate(rules or ()):
+        note = f"{label} {direction.lower()}[{index}] {rule.action.lower()}"
+        lines.extend(_rule_lines(rule, note, policy_ns, book))
+    return Chain(tuple(lines), comment)
+
+
+def policy_chain_name(policy: Policy, direction: str) -> str:
+    return ("pi-" if direction == INGRESS else "po-") + _hash(policy_id(policy))
+
+
+def profile_chain_name(profile: str, direction: str) -> str:
+    return ("pri-" if direction == INGRESS else "pro-") + _hash(f"Profile/{profile}")
+
+
+def _policy_chain(policy: Policy, direction: str, book: _SetBook) -> Chain:
+    rules = policy.spec.ingress if direction == INGRESS else policy.spec.egress
+    where = f"{policy.namespace}/{policy.name}" if policy.kind == "NetworkPolicy" else policy.name
+    return _rules_chain(rules, policy_label(policy), direction,
+                        policy.namespace if policy.kind == "NetworkPolicy" else None,
+                        f"{policy.kind} {where} {direction.lower()}", book)
+
+
+def _profile_chain(name: str, spec: ProfileSpec, direction: str, book: _SetBook) -> Chain:
+    rules = spec.ingress if direction == INGRESS else spec.egress
+    # profile rules see every namespace, as a GlobalNetworkPolicy's do
+    return _rules_chain(rules, f"profile:{name}", direction, None,
+                        f"Profile {name} {direction.lower()}", book)
+
+
+# ------------------------------------------------------------------ signature chains
+
+@dataclass(frozen=True)
+class _Signature:
+    """What decides an endpoint's chain for one direction; equal signatures share the chain."""
+
+    direction: str
+    policies: tuple[Policy, ...]
+    profiles: tuple[str, ...]
+
+    def chain_name(self) -> str:
+        text = "\n".join([self.direction, *map(policy_id, self.policies), "--", *self.profiles])
+        return ("tw-" if self.direction == INGRESS else "fw-") + _hash(text)
+
+    def comment(self) -> str:
+        policies = ", ".join(map(policy_label, self.policies)) or "none"
+        return f"{self.direction.lower()}: policies {policies}; profiles {', '.join(self.profiles) or 'none'}"
+
+
+def _signature(state: PolicyState, endpoint: Endpoint, direction: str) -> _Signature:
+    return _Signature(direction, applicable_policies(state, endpoint, direction), tuple(endpoint.profiles))
+
+
+def _mark_is(bit: int, value_set: bool) -> str:
+    return f"meta mark & {bit:#x} {'!=' if value_set else '=='} 0"
+
+
+def _signature_chain(sig: _Signature, profiles: Mapping[str, ProfileSpec]) -> Chain:
+    """Policies in order (Pass skips the rest), then profiles in order; drop if none allowed."""
+    rules = [f"meta mark set meta mark & {0xFFFFFFFF & ~(MARK_ACCEPT | MARK_PASS):#x} "
+             f"comment {_comment('clear accept and pass bits')}"]
+    for policy in sig.policies:
+        rules.append(f"{_mark_is(MARK_PASS, False)} jump {policy_chain_name(policy, sig.direction)} "
+                     f"comment {_comment(policy_label(policy))}")
+        rules.append(f"{_mark_is(MARK_ACCEPT, True)} return comment {_comment('allowed by policy')}")
+    if sig.policies:
+        rules.append(f"{_mark_is(MARK_PASS, False)} drop comment {_comment('no policy allowed or passed')}")
+    for profile in sig.profiles:
+        if profile not in profiles:
+            continue  # an unknown profile has no rules
+        rules.append(f"jump {profile_chain_name(profile, sig.direction)} comment {_comment(f'profile:{profile}')}")
+        rules.append(f"{_mark_is(MARK_ACCEPT, True)} return comment {_comment('allowed by profile')}")
+    rules.append(f"drop comment {_comment('no profile allowed')}")
+    return Chain(tuple(rules), sig.comment())
+
+
+# ------------------------------------------------------------------ fixed chains
+
+def _dispatch_chains() -> dict[str, Chain]:
+    drop_unknown = f"drop comment {_comment('unknown workload interface')}"
+    return {
+        "from-wl-dispatch": Chain((
+            f"meta l4proto ipip drop comment {_comment('IPIP from a workload')}",
+            f"udp dport {VXLAN_PORT} drop comment {_comment('VXLAN from a workload')}",
+            f"iifname . ip saddr != @wl-addrs drop comment {_comment('anti-spoof: not its IPv4 address')}",
+            f"iifname . ip6 saddr != @wl-addrs-v6 drop comment {_comment('anti-spoof: not its IPv6 address')}",
+            "iifname vmap @from-wl",
+            drop_unknown,
+        ), "egress policy of the sending workload"),
+        "to-wl-dispatch": Chain((
+            "oifname vmap @to-wl",
+            drop_unknown,
+        ), "ingress policy of the receiving workload"),
+    }
+
+
+def _base_chains(endpoint_to_host: str) -> dict[str, Chain]:
+    wl = f'"{IFACE_PREFIX}*"'
+    conntrack = ("ct state invalid drop", "ct state established,related accept")
+    host_verdict = {"Accept": "accept", "Drop": "drop", "Return": "return"}[endpoint_to_host]
+    not_allowed = f"{_mark_is(MARK_ACCEPT, False)} drop comment {_comment('egress policy did not allow')}"
+    return {
+        "forward": Chain((
+            f"iifname != {wl} oifname != {wl} return comment {_comment('not workload traffic')}",
+            *conntrack,
+            f"iifname {wl} jump from-wl-dispatch",
+            f"iifname {wl} {not_allowed}",
+            f"oifname {wl} jump to-wl-dispatch",
+            f"accept comment {_comment('allowed by workload policy')}",
+        ), "workload traffic through this host", BaseHook("filter", "forward", "filter")),
+        "input": Chain((
+            f"iifname != {wl} return comment {_comment('not from a workload')}",
+            *conntrack,
+            f"icmpv6 type {{ {ICMPV6_ROUTER_TYPES} }} accept comment {_comment('IPv6 router duties')}",
+            "jump from-wl-dispatch",
+            not_allowed,
+            f"{host_verdict} comment {_comment(f'endpoint to host action {endpoint_to_host}')}",
+        ), "workload traffic to this host", BaseHook("filter", "input", "filter")),
+        "postrouting": Chain(tuple(
+            f"{_ip(v)} saddr @nat-pools{_suffix(v)} {_ip(v)} daddr != @all-pools{_suffix(v)} "
+            f"masquerade fully-random comment {_comment('natOutgoing')}" for v in (4, 6)
+        ), "natOutgoing of pool addresses", BaseHook("nat", "postrouting", "srcnat")),
+    }
+
+
+# ------------------------------------------------------------------ render
+
+def local_endpoints(state: PolicyState) -> list[Endpoint]:
+    """Local endpoints with an interface, by key; a second endpoint on one interface is ignored."""
+    seen: set[str] = set()
+    chosen = []
+    for ep in sorted(state.endpoints, key=lambda e: e.key):
+        if ep.local and ep.iface and ep.iface not in seen:
+            seen.add(ep.iface)
+            chosen.append(ep)
+    return chosen
+
+
+def _fixed_sets(state: PolicyState, endpoints: list[Endpoint]) -> dict[str, NftSet]:
+    sets = {}
+    for v in (4, 6):
+        pairs = sorted((ep.iface, ip) for ep in endpoints for ip in _host_addresses(ep) if ip.version == v)
+        sets[f"wl-addrs{_suffix(v)}"] = NftSet(f"ifname . {_addr_type(v)}", (),
+                                               tuple(f'"{i}" . {ip}' for i, ip in dict.fromkeys(pairs)),
+                                               f"local workload addresses (IPv{v})")
+        for name, pools, what in (("nat-pools", state.nat_pools, "pools with natOutgoing"),
+                                  ("all-pools", state.all_pools, "all pools")):
+            sets[f"{name}{_suffix(v)}"] = NftSet(_addr_type(v), ("interval",),
+                                                 tuple(_element(n) for n in _networks(pools, v)),
+                                                 f"{what} (IPv{v})")
+    return sets
+
+
+def render(state: PolicyState) -> Ruleset:
+    if state.endpoint_to_host not in ENDPOINT_TO_HOST_ACTIONS:
+        raise ValueError(f"endpoint_to_host must be one of {', '.join(ENDPOINT_TO_HOST_ACTIONS)}, "
+                         f"not {state.endpoint_to_host!r}")
+    book = _SetBook(state)
+    endpoints = local_endpoints(state)
+    chains: dict[str, Chain] = {**_base_chains(state.endpoint_to_host), **_dispatch_chains()}
+    owners: dict[str, str] = {}  # hashed chain name -> what it was made for
+    dispatch: dict[str, dict[str, str]] = {"from-wl": {}, "to-wl": {}}
+    for ep in endpoints:
+        for direction, map_name in ((INGRESS, "to-wl"), (EGRESS, "from-wl")):
+            sig = _signature(state, ep, direction)
+            name = sig.chain_name()
+            dispatch[map_name][ep.iface] = f"goto {name}"
+            _claim(owners, name, sig.comment())
+            if name in chains:
+                continue
+            chains[name] = _signature_chain(sig, state.profiles)
+            for policy in sig.policies:
+                chain_name = policy_chain_name(policy, direction)
+                _claim(owners, chain_name, policy_id(policy))
+                if chain_name not in chains:
+                    chains[chain_name] = _policy_chain(policy, direction, book)
+            for profile in sig.profiles:
+                chain_name = profile_chain_name(profile, direction)
+                _claim(owners, chain_name, f"Profile/{profile}")
+                if profile in state.profiles and chain_name not in chains:
+                    chains[chain_name] = _profile_chain(profile, state.profiles[profile], direction, book)
+    sets = {**_fixed_sets(state, endpoints), **book.sets}
+    maps = {name: NftMap("ifname : verdict", tuple(sorted(elements.items()))) for name, elements in dispatch.items()}
+    return Ruleset(dict(sorted(sets.items())), dict(sorted(maps.items())), dict(sorted(chains.items())))
+
+
+# ------------------------------------------------------------------ nft scripts
+
+_CHAIN_RANK = ("forward", "input", "postrouting", "from-wl-dispatch", "to-wl-dispatch")
+
+
+def _chain_order(name: str) -> tuple[int, str]:
+    """Base and dispatch chains first, then the rest by name: readable, and stable."""
+    return (_CHAIN_RANK.index(name) if name in _CHAIN_RANK else len(_CHAIN_RANK), name)
+
+
+def _elements_block(items: list[str], indent: str) -> list[str]:
+    if not items:
+        return []
+    if len(items) == 1:
+        return [f"{indent}elements = {{ {items[0]} }}"]
+    return [f"{indent}elements = {{", *(f"{indent}\t{e}," for e in items[:-1]), f"{indent}\t{items[-1]}", f"{indent}}}"]
+
+
+def _set_block(name: str, s: NftSet) -> list[str]:
+    lines = [f"\tset {name} {{", f"\t\ttype {s.type}"]
+    if s.flags:
+        lines.append(f"\t\tflags {', '.join(s.flags)}")
+    if s.comment:
+        lines.append(f"\t\tcomment {_comment(s.comment)}")
+    return [*lines, *_elements_block(list(s.elements), "\t\t"), "\t}"]
+
+
+def _map_element(key: str, verdict: str) -> str:
+    return f'"{key}" : {verdict}'
+
+
+def _map_block(name: str, m: NftMap) -> list[str]:
+    items = [_map_element(k, v) for k, v in m.elements]
+    return [f"\tmap {name} {{", f"\t\ttype {m.type}", *_elements_block(items, "\t\t"), "\t}"]
+
+
+def _hook_line(base: BaseHook) -> str:
+    return f"type {base.type} hook {base.hook} priority {base.priority}; policy {base.policy};"
+
+
+def _chain_block(name: str, chain: Chain) -> list[str]:
+    lines = [f"\tchain {name} {{"]
+    if chain.base:
+        lines.append(f"\t\t{_hook_line(chain.base)}")
+    if chain.comment:
+        lines.append(f"\t\tcomment {_comment(chain.comment)}")
+    return [*lines, *(f"\t\t{rule}" for rule in chain.rules), "\t}"]
+
+
+def full_script(ruleset: Ruleset) -> str:
+    """Replace the whole table in one transaction, whether or not it exists."""
+    body: list[str] = []
+    for name, s in ruleset.sets.items():
+        body += _set_block(name, s)
+    for name, m in ruleset.maps.items():
+        body += _map_block(name, m)
+    for name in sorted(ruleset.chains, key=_chain_order):
+        body += _chain_block(name, ruleset.chains[name])
+    return "\n".join([
+        f"# Calico policy: table {FAMILY} {TABLE}, generated; `delete table {FAMILY} {TABLE}` removes it all.",
+        f"add table {FAMILY} {TABLE}",
+        f"delete table {FAMILY} {TABLE}",
+        f"table {FAMILY} {TABLE} {{",
+        *body,
+        "}",
+        "",
+    ])
+
+
+def _where(kind: str, name: str) -> str:
+    return f"{kind} {FAMILY} {TABLE} {name}"
+
+
+def _element_cmd(verb: str, name: str, items: list[str]) -> list[str]:
+    return [f"{verb} element {FAMILY} {TABLE} {name} {{ {', '.join(items)} }}"] if items else []
+
+
+def _set_spec(s: NftSet) -> str:
+    parts = [f"type {s.type};"]
+    if s.flags:
+        parts.append(f"flags {', '.join(s.flags)};")
+    if s.comment:
+        parts.append(f"comment {_comment(s.comment)};")
+    return "{ " + " ".join(parts) + " }"
+
+
+def _chain_spec(chain: Chain) -> str:
+    parts = [_hook_line(chain.base)] if chain.base else []
+    if chain.comment:
+        parts.append(f"comment {_comment(chain.comment)};")
+    return " { " + " ".join(parts) + " }" if parts else ""
+
+
+def _definitions_changed(old: Ruleset, new: Ruleset) -> bool:
+    """A set, map or chain whose definition (not content) differs cannot be changed in place."""
+    for name in old.sets.keys() & new.sets.keys():
+        a, b = old.sets[name], new.sets[name]
+        if (a.type, a.flags, a.comment) != (b.type, b.flags, b.comment):
+            return True
+    for name in old.maps.keys() & new.maps.keys():
+        if old.maps[name].type != new.maps[name].type:
+            return True
+    for name in old.chains.keys() & new.chains.keys():
+        a, b = old.chains[name], new.chains[name]
+        if (a.base, a.comment) != (b.base, b.comment):
+            return True
+    return any(new.chains[name].base for name in new.chains.keys() - old.chains.keys())
+
+
+def _creations(old: Ruleset, new: Ruleset) -> list[str]:
+    out = []
+    for name in sorted(new.sets.keys() - old.sets.keys()):
+        out.append(f"add {_where('set', name)} {_set_spec(new.sets[name])}")
+        out += _element_cmd("add", name, list(new.sets[name].elements))
+    for name in sorted(new.maps.keys() - old.maps.keys()):
+        out.append(f"add {_where('map', name)} {{ type {new.maps[name].type}; }}")
+    for name in sorted(new.chains.keys() - old.chains.keys(), key=_chain_order):
+        out.append(f"add {_where('chain', name)}{_chain_spec(new.chains[name])}")
+    return out
+
+
+def _set_element_changes(old: Ruleset, new: Ruleset) -> list[str]:
+    out = []
+    for name in sorted(old.sets.keys() & new.sets.keys()):
+        before, after = old.sets[name].elements, new.sets[name].elements
+        kept_before, kept_after = set(before), set(after)
+        out += _element_cmd("delete", name, [e for e in before if e not in kept_after])
+        out += _element_cmd("add", name, [e for e in after if e not in kept_before])
+    return out
+
+
+def _map_element_changes(old: Ruleset, new: Ruleset) -> list[str]:
+    out = []
+    for name in sorted(new.maps):
+        before = dict(old.maps[name].elements) if name in old.maps else {}
+        after = dict(new.maps[name].elements)
+        out += _element_cmd("delete", name, [f'"{k}"' for k, v in before.items() if after.get(k) != v])
+        out += _element_cmd("add", name, [_map_element(k, v) for k, v in after.items() if before.get(k) != v])
+    return out
+
+
+def update_script(old: Ruleset, new: Ruleset) -> str:
+    """Turn the kernel's `old` into `new` in one transaction, touching only what changed; ''
+    when nothing did. Order: create sets, maps and (empty) chains; change set elements; flush
+    chains that change or go; change map elements; fill chains; delete what is gone (no rule
+    or map element points at it any more). A changed definition (type, flags, comment, hook)
+    cannot be altered in place: the whole table is replaced instead."""
+    if old == new:
+        return ""
+    if _definitions_changed(old, new):
+        return full_script(new)
+    changed = sorted((n for n in old.chains.keys() & new.chains.keys()
+                      if old.chains[n].rules != new.chains[n].rules), key=_chain_order)
+    added = sorted(new.chains.keys() - old.chains.keys(), key=_chain_order)
+    removed = sorted(old.chains.keys() - new.chains.keys(), key=_chain_order)
+    lines = [*_creations(old, new), *_set_element_changes(old, new)]
+    lines += [f"flush {_where('chain', n)}" for n in [*changed, *removed]]
+    lines += _map_element_changes(old, new)
+    lines += [f"add rule {FAMILY} {TABLE} {n} {rule}" for n in [*changed, *added] for rule in new.chains[n].rules]
+    lines += [f"delete {_where('map', n)}" for n in sorted(old.maps.keys() - new.maps.keys())]
+    lines += [f"delete {_where('chain', n)}" for n in removed]
+    lines += [f"delete {_where('set', n)}" for n in sorted(old.sets.keys() - new.sets.keys())]
+    return "\n".join(lines) + "\n" if lines else ""
+
+
+# ------------------------------------------------------------------ sizes
+
+def counts(ruleset: Ruleset) -> dict[str, int]:
+    return {
+        "rules": sum(len(c.rules) for c in ruleset.chains.values()),
+        "chains": len(ruleset.chains),
+        "sets": len(ruleset.sets),
+        "maps": len(ruleset.maps),
+        "set_elements": sum(len(s.elements) for s in ruleset.sets.values()),
+        "map_elements": sum(len(m.elements) for m in ruleset.maps.values()),
+    }
+
+
+def _iptables_rule_cost(rules: list[Rule] | None) -> int:
+    # Allow and Pass: set a mark bit, then return; Deny and Log: one rule
+    return sum(2 if r.action in ("Allow", "Pass") else 1 for r in rules or ())
+
+
+def iptables_equivalent(state: PolicyState) -> int:
+    """Rules Calico's per-endpoint iptables layout would need for `state` (an estimate).
+
+        F * ( sum over local endpoints e and directions d of
+                  4 + (2 + 2*P(e,d) if P(e,d) > 0 else 0) + 2*R(e)
+              + 2*E + 2
+              + sum over active policies p and directions d of cost(rules of p in d)
+              + sum over active profiles r and directions d of cost(rules of r in d) )
+
+    F: IP versions with a local endpoint address (at least 1; iptables and ip6tables are
+    separate tables); E: local endpoints; P(e,d): policies applying to e in d; R(e): e's
+    profiles. Per endpoint chain: conntrack accept, conntrack invalid drop, clear marks and the
+    final drop (4); per tier a start rule and an end-of-tier drop (2); a jump and an
+    accept-check per policy and per profile (2 each). Dispatch: one goto per endpoint and
+    direction plus a drop per dispatch chain. cost: 2 per Allow or Pass rule (set mark,
+    return), 1 per Deny or Log. Active: applying to at least one local endpoint."""
+    endpoints = local_endpoints(state)
+    families = {ip.version for ep in endpoints for ip in _host_addresses(ep)} or {4}
+    total = 2 * len(endpoints) + 2
+    active_policies: set[tuple[str, str]] = set()
+    active_profiles: set[str] = set()
+    for ep in endpoints:
+        for direction in (INGRESS, EGRESS):
+            policies = applicable_policies(state, ep, direction)
+            total += 4 + (2 + 2 * len(policies) if policies else 0) + 2 * len(ep.profiles)
+            active_policies.update((policy_id(p), direction) for p in policies)
+        active_profiles.update(p for p in ep.profiles if p in state.profiles)
+    by_id = {policy_id(p): p for p in state.policies}
+    for pid, direction in active_policies:
+        spec = by_id[pid].spec
+        total += _iptables_rule_cost(spec.ingress if direction == INGRESS else spec.egress)
+    for name in active_profiles:
+        spec = state.profiles[name]
+        total += _iptables_rule_cost(spec.ingress) + _iptables_rule_cost(spec.egress)
+    return len(families) * total

@@ -1,0 +1,114 @@
+"""The policy dataplane's input, read out of the agent's cache. Pure.
+
+Endpoints are every WorkloadEndpoint in the cluster (remote ones only feed selector sets); their
+labels are the profiles' labelsToApply overlaid by the endpoint's own labels, as Calico merges
+them. A namespace's labels come from its `kns.<namespace>` profile, whose labelsToApply carry them
+with the `pcns.` prefix (what Calico's Kubernetes controller writes), plus
+`projectcalico.org/name`. A document that fails validation is skipped with a warning: one bad
+policy written past calicoctl must not stop every other policy from being enforced.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from pydantic import ValidationError
+
+from .. import keys, v3
+from ..resources import WorkloadEndpoint
+from .cache import Cache
+from .policy_model import NAMESPACE_NAME_LABEL, Endpoint, Policy, PolicyState
+from .view import pools
+
+log = logging.getLogger(__name__)
+
+POLICY_PLURALS = ("workloadendpoints", "profiles", "networkpolicies", "globalnetworkpolicies", "ippools")
+POLICY_PREFIXES = tuple(keys.resource_prefix(plural) for plural in POLICY_PLURALS)
+NAMESPACE_PROFILE_PREFIX = "kns."
+NAMESPACE_LABEL_PREFIX = "pcns."
+
+
+def affects_policy(key: str) -> bool:
+    return key.startswith(POLICY_PREFIXES)
+
+
+def _documents(cache: Cache, plural: str) -> list[tuple[str, Any]]:
+    out = []
+    for key, value in sorted(cache.under(keys.resource_prefix(plural)).items()):
+        try:
+            out.append((key, json.loads(value)))
+        except ValueError:
+            log.warning("ignoring %s: not JSON", key)
+    return out
+
+
+def _validated(cache: Cache, plural: str) -> list[v3.Resource]:
+    out = []
+    for key, data in _documents(cache, plural):
+        try:
+            out.append(v3.validate(data))
+        except v3.ValidationFailure as exc:
+            log.warning("ignoring %s: %s", key, exc)
+    return out
+
+
+def profiles(cache: Cache) -> dict[str, v3.ProfileSpec]:
+    return {p.metadata.name: p.spec for p in _validated(cache, "profiles") if isinstance(p, v3.Profile)}
+
+
+def namespaces(profile_specs: dict[str, v3.ProfileSpec]) -> dict[str, dict[str, str]]:
+    out = {}
+    for name, spec in profile_specs.items():
+        if name.startswith(NAMESPACE_PROFILE_PREFIX):
+            namespace = name[len(NAMESPACE_PROFILE_PREFIX):]
+            labels = {k[len(NAMESPACE_LABEL_PREFIX):]: v for k, v in (spec.labelsToApply or {}).items()
+                      if k.startswith(NAMESPACE_LABEL_PREFIX)}
+            labels[NAMESPACE_NAME_LABEL] = namespace
+            out[namespace] = labels
+    return out
+
+
+def endpoints(cache: Cache, node: str, profile_specs: dict[str, v3.ProfileSpec]) -> list[Endpoint]:
+    out = []
+    for key, data in _documents(cache, "workloadendpoints"):
+        try:
+            wep = WorkloadEndpoint.model_validate(data)
+        except ValidationError as exc:
+            log.warning("ignoring %s: %s", key, str(exc).splitlines()[0])
+            continue
+        labels: dict[str, str] = {}
+        for profile in wep.spec.profiles:
+            labels.update((profile_specs[profile].labelsToApply or {}) if profile in profile_specs else {})
+        labels.update(wep.metadata.labels)
+        namespace = wep.metadata.namespace or "default"
+        out.append(Endpoint(key=f"{namespace}/{wep.metadata.name}", namespace=namespace,
+                            iface=wep.spec.interfaceName, addresses=tuple(wep.spec.ipNetworks), labels=labels,
+                            profiles=tuple(wep.spec.profiles), local=wep.spec.node == node))
+    return out
+
+
+def policies(cache: Cache) -> list[Policy]:
+    out = []
+    for plural in ("networkpolicies", "globalnetworkpolicies"):
+        for resource in _validated(cache, plural):
+            if isinstance(resource, (v3.NetworkPolicy, v3.GlobalNetworkPolicy)):
+                namespaced = isinstance(resource, v3.NetworkPolicy)
+                out.append(Policy(kind=resource.kind, name=resource.metadata.name, spec=resource.spec,
+                                  namespace=(resource.metadata.namespace or "default") if namespaced else None))
+    return out
+
+
+def policy_state(cache: Cache, node: str, endpoint_to_host: str = "Accept") -> PolicyState:
+    profile_specs = profiles(cache)
+    all_pools = pools(cache)
+    return PolicyState(
+        endpoints=tuple(endpoints(cache, node, profile_specs)),
+        policies=tuple(policies(cache)),
+        profiles=profile_specs,
+        namespaces=namespaces(profile_specs),
+        nat_pools=tuple(str(p.network) for p in all_pools if p.spec.natOutgoing),
+        all_pools=tuple(str(p.network) for p in all_pools),
+        endpoint_to_host=endpoint_to_host,
+    )
