@@ -32,7 +32,9 @@ from cni_calico.node.policy_model import (
     Endpoint,
     Policy,
     PolicyState,
+    Selection,
     applicable_policies,
+    rule_selectors,
     policy_sort_key,
 )
 from cni_calico.v3 import GlobalNetworkPolicySpec, NetworkPolicySpec, ProfileSpec
@@ -593,3 +595,21 @@ def test_full_script_matches_golden(case: str) -> None:
 
 def test_no_stale_golden_files() -> None:
     assert sorted(p.stem for p in GOLDEN.glob("*.nft")) == sorted(CASES)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_grouped_selection_equals_selection_endpoint_by_endpoint(case: str) -> None:
+    """The renderer evaluates selectors once per (namespace, labels) group: same answers as one
+    endpoint at a time, for every endpoint, direction and rule selector of every case."""
+    st = CASES[case]
+    selection = Selection(st)
+    for ep in st.endpoints:
+        for direction in (INGRESS, EGRESS):
+            assert selection.applicable_policies(ep, direction) == applicable_policies(st, ep, direction)
+    for policy in st.policies:
+        for rule in (policy.spec.ingress or []) + (policy.spec.egress or []):
+            for side in (rule.source, rule.destination):
+                for sel in rule_selectors(side, policy.namespace):
+                    if sel is not None:
+                        one_by_one = [a for ep in st.endpoints if sel.matches(ep, st) for a in ep.addresses]
+                        assert sorted(selection.addresses(sel)) == sorted(one_by_one)

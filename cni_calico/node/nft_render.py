@@ -37,6 +37,7 @@ is the default tier), host endpoints (so doNotTrack / preDNAT policies).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import re
@@ -52,11 +53,10 @@ from .policy_model import (
     EndpointSelector,
     Policy,
     PolicyState,
-    applicable_policies,
+    Selection,
     policy_id,
     policy_label,
     rule_selectors,
-    selected_addresses,
 )
 
 FAMILY = "inet"
@@ -166,8 +166,12 @@ def _element(net: Network) -> str:
     return str(net.network_address) if net.prefixlen == net.max_prefixlen else str(net)
 
 
+# Every render parses every endpoint's addresses again: keep the parsed forms.
+_interface = functools.lru_cache(maxsize=65536)(ipaddress.ip_interface)
+
+
 def _host_addresses(endpoint: Endpoint) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
-    return [ipaddress.ip_interface(a).ip for a in endpoint.addresses]
+    return [_interface(a).ip for a in endpoint.addresses]
 
 
 # ------------------------------------------------------------------ named sets
@@ -175,8 +179,8 @@ def _host_addresses(endpoint: Endpoint) -> list[ipaddress.IPv4Address | ipaddres
 class _SetBook:
     """Collects the named sets the rules use; one set per distinct meaning, shared by every rule."""
 
-    def __init__(self, state: PolicyState) -> None:
-        self.state = state
+    def __init__(self, selection: Selection) -> None:
+        self.selection = selection
         self.sets: dict[str, NftSet] = {}
         self._keys: dict[str, str] = {}  # set name -> the key it was made for (collision guard)
 
@@ -190,7 +194,7 @@ class _SetBook:
         name = f"sel-{_hash(text)}{_suffix(version)}"
         if self._keys.get(name) == text:
             return name  # already computed
-        members = _networks((str(ipaddress.ip_interface(a).ip) for a in selected_addresses(sel, self.state)), version)
+        members = _networks((str(_interface(a).ip) for a in self.selection.addresses(sel)), version)
         return self._add(name, text, NftSet(_addr_type(version), ("interval",),
                                             tuple(_element(n) for n in members), f"selector: {text}"))
 
@@ -387,8 +391,8 @@ class _Signature:
         return f"{self.direction.lower()}: policies {policies}; profiles {', '.join(self.profiles) or 'none'}"
 
 
-def _signature(state: PolicyState, endpoint: Endpoint, direction: str) -> _Signature:
-    return _Signature(direction, applicable_policies(state, endpoint, direction), tuple(endpoint.profiles))
+def _signature(selection: Selection, endpoint: Endpoint, direction: str) -> _Signature:
+    return _Signature(direction, selection.applicable_policies(endpoint, direction), tuple(endpoint.profiles))
 
 
 def _mark_is(bit: int, value_set: bool) -> str:
@@ -495,14 +499,15 @@ def render(state: PolicyState) -> Ruleset:
     if state.endpoint_to_host not in ENDPOINT_TO_HOST_ACTIONS:
         raise ValueError(f"endpoint_to_host must be one of {', '.join(ENDPOINT_TO_HOST_ACTIONS)}, "
                          f"not {state.endpoint_to_host!r}")
-    book = _SetBook(state)
+    selection = Selection(state)
+    book = _SetBook(selection)
     endpoints = local_endpoints(state)
     chains: dict[str, Chain] = {**_base_chains(state.endpoint_to_host), **_dispatch_chains()}
     owners: dict[str, str] = {}  # hashed chain name -> what it was made for
     dispatch: dict[str, dict[str, str]] = {"from-wl": {}, "to-wl": {}}
     for ep in endpoints:
         for direction, map_name in ((INGRESS, "to-wl"), (EGRESS, "from-wl")):
-            sig = _signature(state, ep, direction)
+            sig = _signature(selection, ep, direction)
             name = sig.chain_name()
             dispatch[map_name][ep.iface] = f"goto {name}"
             _claim(owners, name, sig.comment())
@@ -724,13 +729,14 @@ def iptables_equivalent(state: PolicyState) -> int:
     direction plus a drop per dispatch chain. cost: 2 per Allow or Pass rule (set mark,
     return), 1 per Deny or Log. Active: applying to at least one local endpoint."""
     endpoints = local_endpoints(state)
+    selection = Selection(state)
     families = {ip.version for ep in endpoints for ip in _host_addresses(ep)} or {4}
     total = 2 * len(endpoints) + 2
     active_policies: set[tuple[str, str]] = set()
     active_profiles: set[str] = set()
     for ep in endpoints:
         for direction in (INGRESS, EGRESS):
-            policies = applicable_policies(state, ep, direction)
+            policies = selection.applicable_policies(ep, direction)
             total += 4 + (2 + 2 * len(policies) if policies else 0) + 2 * len(ep.profiles)
             active_policies.update((policy_id(p), direction) for p in policies)
         active_profiles.update(p for p in ep.profiles if p in state.profiles)

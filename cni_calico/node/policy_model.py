@@ -150,6 +150,36 @@ def applicable_policies(state: PolicyState, endpoint: Endpoint, direction: str) 
     return tuple(sorted(chosen, key=policy_sort_key))
 
 
+def _identity(endpoint: Endpoint) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """All that selection can see of an endpoint: its namespace and its labels."""
+    return endpoint.namespace, tuple(sorted(endpoint.labels.items()))
+
+
+class Selection:
+    """Policy selection and selector membership for one state, computed once per group of
+    endpoints that look alike (same namespace and labels: replicas of one workload) instead of
+    once per endpoint: the renderer asks for every endpoint and every rule selector."""
+
+    def __init__(self, state: PolicyState) -> None:
+        self.state = state
+        self.groups: dict[tuple[str, tuple[tuple[str, str], ...]], list[Endpoint]] = {}
+        for endpoint in state.endpoints:
+            self.groups.setdefault(_identity(endpoint), []).append(endpoint)
+        self._policies: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[Policy, ...]] = {}
+
+    def applicable_policies(self, endpoint: Endpoint, direction: str) -> tuple[Policy, ...]:
+        key = _identity(endpoint)
+        if key not in self._policies:
+            self._policies[key] = tuple(sorted((p for p in self.state.policies
+                                                if policy_selects(p, endpoint, self.state)), key=policy_sort_key))
+        return tuple(p for p in self._policies[key] if direction in (p.spec.types or ()))
+
+    def addresses(self, sel: EndpointSelector) -> tuple[str, ...]:
+        """The addresses of every endpoint, local or remote, that `sel` matches (unsorted)."""
+        return tuple(address for members in self.groups.values() if sel.matches(members[0], self.state)
+                     for endpoint in members for address in endpoint.addresses)
+
+
 # ------------------------------------------------------------------ rule entity selectors
 
 @dataclass(frozen=True)
@@ -216,8 +246,3 @@ def rule_selectors(entity: EntityRule | None, policy_namespace: str | None
         )
     negative = EndpointSelector(selector=entity.notSelector) if entity.notSelector else None
     return positive, negative
-
-
-def selected_addresses(sel: EndpointSelector, state: PolicyState) -> tuple[str, ...]:
-    """The addresses of every endpoint, local or remote, that `sel` matches (unsorted, may repeat)."""
-    return tuple(addr for ep in state.endpoints if sel.matches(ep, state) for addr in ep.addresses)

@@ -10,6 +10,7 @@ policy written past calicoctl must not stop every other policy from being enforc
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from typing import Any
@@ -34,22 +35,29 @@ def affects_policy(key: str) -> bool:
     return key.startswith(POLICY_PREFIXES)
 
 
-def _documents(cache: Cache, plural: str) -> list[tuple[str, Any]]:
-    out = []
-    for key, value in sorted(cache.under(keys.resource_prefix(plural)).items()):
-        try:
-            out.append((key, json.loads(value)))
-        except ValueError:
-            log.warning("ignoring %s: not JSON", key)
-    return out
+# Every change re-derives the whole state; most documents are the same strings as last time, so
+# their parsed forms are kept (keyed by the stored text).
+@functools.lru_cache(maxsize=16384)
+def _parse(value: str) -> Any:
+    return json.loads(value)
+
+
+@functools.lru_cache(maxsize=16384)
+def _parse_endpoint(value: str) -> WorkloadEndpoint:
+    return WorkloadEndpoint.model_validate_json(value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _validate(value: str) -> v3.Resource:
+    return v3.validate(_parse(value))
 
 
 def _validated(cache: Cache, plural: str) -> list[v3.Resource]:
     out = []
-    for key, data in _documents(cache, plural):
+    for key, value in sorted(cache.under(keys.resource_prefix(plural)).items()):
         try:
-            out.append(v3.validate(data))
-        except v3.ValidationFailure as exc:
+            out.append(_validate(value))
+        except (ValueError, v3.ValidationFailure) as exc:  # bad JSON is a ValueError too
             log.warning("ignoring %s: %s", key, exc)
     return out
 
@@ -72,10 +80,10 @@ def namespaces(profile_specs: dict[str, v3.ProfileSpec]) -> dict[str, dict[str, 
 
 def endpoints(cache: Cache, node: str, profile_specs: dict[str, v3.ProfileSpec]) -> list[Endpoint]:
     out = []
-    for key, data in _documents(cache, "workloadendpoints"):
+    for key, value in sorted(cache.under(keys.resource_prefix("workloadendpoints")).items()):
         try:
-            wep = WorkloadEndpoint.model_validate(data)
-        except ValidationError as exc:
+            wep = _parse_endpoint(value)
+        except ValidationError as exc:  # also what pydantic says of text that is not JSON
             log.warning("ignoring %s: %s", key, str(exc).splitlines()[0])
             continue
         labels: dict[str, str] = {}
