@@ -36,19 +36,20 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 venv: system-deps $(VENV)/.installed
 
-# The frozen executables: one PyInstaller one-dir bundle (dist/cni-calico/) with two executables:
-# calico-cni, the small client calico and calico-ipam point at, and cni-calico, which is calicoctl,
-# calico-node, or a standalone plugin, by the name it is run as (dist/<name> links).
+# The frozen executables, one-dir: dist/cni-calico/cni-calico is calicoctl, calico-node or a
+# standalone plugin by the name it is run as, and dist/cni-calico/client/calico-cni is the small
+# client calico and calico-ipam point at (dist/<name> links).
 # ONEFILE=1 builds a single self-unpacking file instead (slower to start: see README).
 SOURCES := $(shell find cni_calico packaging -name '*.py' -o -name '*.spec') pyproject.toml
 dist/.built: $(SOURCES) | venv
-	rm -rf dist/cni-calico
+	rm -rf dist/cni-calico dist/cni-calico-client dist/client
 	ONEFILE=$(ONEFILE) $(BIN)/pyinstaller --noconfirm --clean --log-level WARN --distpath dist \
 	  --workpath build/pyinstaller \
 	  packaging/cni-calico.spec
+	@if [ -d dist/cni-calico-client ]; then mv dist/cni-calico-client dist/cni-calico/client; fi
 	@for n in calico calico-ipam calicoctl calico-node; do \
 	  if [ "$(ONEFILE)" = 1 ]; then ln -sfn cni-calico dist/$$n; \
-	  else case $$n in calico|calico-ipam) t=calico-cni;; *) t=cni-calico;; esac; ln -sfn cni-calico/$$t dist/$$n; fi; \
+	  else case $$n in calico|calico-ipam) t=client/calico-cni;; *) t=cni-calico;; esac; ln -sfn cni-calico/$$t dist/$$n; fi; \
 	done
 	@out=$$(CNI_COMMAND=VERSION dist/calico </dev/null) && echo "$$out" | grep -q '"supportedVersions"' \
 	  || { echo "smoke test failed: CNI_COMMAND=VERSION dist/calico printed: $$out" >&2; exit 1; }
@@ -66,7 +67,7 @@ install: build
 	install -d $(DESTDIR)$(CNI_BIN_DIR) $(DESTDIR)$(BIN_DIR)
 	rm -rf $(DESTDIR)$(CNI_BIN_DIR)/cni-calico
 	cp -a dist/cni-calico $(DESTDIR)$(CNI_BIN_DIR)/cni-calico
-	@full=cni-calico/cni-calico; client=cni-calico/calico-cni; \
+	@full=cni-calico/cni-calico; client=cni-calico/client/calico-cni; \
 	[ -d dist/cni-calico ] || { full=cni-calico; client=cni-calico; }; \
 	for n in calico calico-ipam; do ln -sfn $$client $(DESTDIR)$(CNI_BIN_DIR)/$$n; done; \
 	for n in calicoctl calico-node; do ln -sfn $(CNI_BIN_DIR)/$$full $(DESTDIR)$(BIN_DIR)/$$n; done

@@ -91,7 +91,12 @@ class Datastore:
 
     def get_many(self, wanted: Iterable[str]) -> dict[str, KeyValue | None]:
         """Several keys read at one revision (one round trip on etcd)."""
-        return {key: self.get(key) for key in wanted}
+        return self.read_many(wanted, ())[0]
+
+    def read_many(self, wanted: Iterable[str], prefixes: Iterable[str]
+                  ) -> tuple[dict[str, KeyValue | None], dict[str, list[KeyValue]]]:
+        """Keys and whole prefixes (sorted by key) read at one revision: one round trip on etcd."""
+        return {key: self.get(key) for key in wanted}, {prefix: self.list(prefix) for prefix in prefixes}
 
     def txn(self, expect: Mapping[str, int], put: Mapping[str, str] | None = None,
             delete: Iterable[str] = ()) -> bool:
@@ -141,9 +146,12 @@ class MemoryDatastore(Datastore):
         with self._lock:
             return self._data.get(key)
 
-    def get_many(self, wanted: Iterable[str]) -> dict[str, KeyValue | None]:
+    def read_many(self, wanted: Iterable[str], prefixes: Iterable[str]
+                  ) -> tuple[dict[str, KeyValue | None], dict[str, list[KeyValue]]]:
         with self._lock:
-            return {key: self._data.get(key) for key in wanted}
+            rows = sorted(self._data.items())
+            return ({key: self._data.get(key) for key in wanted},
+                    {prefix: [kv for key, kv in rows if key.startswith(prefix)] for prefix in prefixes})
 
     def list(self, prefix: str) -> list[KeyValue]:
         with self._lock:
@@ -307,17 +315,22 @@ class EtcdDatastore(Datastore):
         rows = self._call(lambda c: list(c.get_prefix(prefix, sort_order="ascend", sort_target="key")))
         return [self._kv(meta, value) for value, meta in rows]
 
-    def get_many(self, wanted: Iterable[str]) -> dict[str, KeyValue | None]:
-        wanted = list(wanted)
+    def read_many(self, wanted: Iterable[str], prefixes: Iterable[str]
+                  ) -> tuple[dict[str, KeyValue | None], dict[str, list[KeyValue]]]:
+        wanted, prefixes = list(wanted), list(prefixes)
+        get = self._etcd3.transactions.Get
 
         def read(client):  # type: ignore[no-untyped-def]
             # A transaction with no comparison and only reads: one round trip, one revision.
-            _, responses = client.transaction(compare=[], success=[client.transactions.get(k) for k in wanted],
-                                              failure=[])
+            ops = [get(k) for k in wanted] + [get(p, range_end=_prefix_end(p)) for p in prefixes]
+            _, responses = client.transaction(compare=[], success=ops, failure=[])
             return responses
 
-        found = self._call(read)
-        return {key: self._kv(rows[0][1], rows[0][0]) if rows else None for key, rows in zip(wanted, found)}
+        found = self._call(read) if wanted or prefixes else []
+        keys_found = {key: self._kv(rows[0][1], rows[0][0]) if rows else None for key, rows in zip(wanted, found)}
+        prefix_rows = {prefix: sorted((self._kv(meta, value) for value, meta in rows), key=lambda kv: kv.key)
+                       for prefix, rows in zip(prefixes, found[len(wanted):])}
+        return keys_found, prefix_rows
 
     def txn(self, expect: Mapping[str, int], put: Mapping[str, str] | None = None,
             delete: Iterable[str] = ()) -> bool:
@@ -389,6 +402,49 @@ class EtcdDatastore(Datastore):
 
     def close(self) -> None:
         self._client.close()
+
+
+class Prefetched(Datastore):
+    """Another store, whose first read of each of some keys and prefixes is served from one batched
+    read made up front (a round trip for all of them). Later reads and every write go to the
+    store; a write drops whatever prefetched value it touches. Serving a value read a moment
+    earlier is what any read-then-write already does: the writes are compare-and-swap."""
+
+    def __init__(self, inner: Datastore, wanted: Iterable[str], prefixes: Iterable[str]) -> None:
+        self.inner = inner
+        self._keys, self._prefixes = inner.read_many(wanted, prefixes)
+
+    def get(self, key: str) -> KeyValue | None:
+        return self._keys.pop(key) if key in self._keys else self.inner.get(key)
+
+    def list(self, prefix: str) -> list[KeyValue]:
+        return self._prefixes.pop(prefix) if prefix in self._prefixes else self.inner.list(prefix)
+
+    def read_many(self, wanted: Iterable[str], prefixes: Iterable[str]
+                  ) -> tuple[dict[str, KeyValue | None], dict[str, list[KeyValue]]]:
+        return self.inner.read_many(wanted, prefixes)
+
+    def txn(self, expect: Mapping[str, int], put: Mapping[str, str] | None = None,
+            delete: Iterable[str] = ()) -> bool:
+        delete = list(delete)
+        for key in [*(put or {}), *delete]:
+            self._keys.pop(key, None)
+            for prefix in [p for p in self._prefixes if key.startswith(p)]:
+                del self._prefixes[prefix]
+        return self.inner.txn(expect, put, delete)
+
+    def snapshot(self, prefix: str) -> tuple[list[KeyValue], int]:
+        return self.inner.snapshot(prefix)
+
+    def watch(self, prefix: str, start_revision: int) -> Watch:
+        return self.inner.watch(prefix, start_revision)
+
+
+def _prefix_end(prefix: str) -> bytes:
+    """The first key after every key starting with `prefix` (etcd's range end for a prefix)."""
+    raw = bytearray(prefix.encode())
+    raw[-1] += 1
+    return bytes(raw)
 
 
 def open_datastore(endpoints: str | None, *, key_file: str | None = None, cert_file: str | None = None,

@@ -116,6 +116,8 @@ def assign(conf: NetConf, client: IpamClient, args: CmdArgs) -> Result:
     if not wanted and not conf.ipam.wants_ipv4() and not conf.ipam.wants_ipv6():
         raise CniError(INVALID_NETWORK_CONFIG, "ipam: assign_ipv4 and assign_ipv6 are both false")
     with host_lock(conf.ipam_lock_file):
+        client.prefetch_assignment_reads(handle, [v for v, wants in ((4, conf.ipam.wants_ipv4()),
+                                                                     (6, conf.ipam.wants_ipv6())) if wants])
         held = client.addresses_of(handle)
         if held:
             log.info("handle %s already holds %s; returning them", handle, held)

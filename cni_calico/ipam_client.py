@@ -19,7 +19,7 @@ import netaddr
 
 from . import keys, pools
 from .block import AddressInUse, AllocationBlock
-from .datastore import Datastore, KeyValue
+from .datastore import Datastore, KeyValue, Prefetched
 from .errors import ADDRESS_TAKEN, POOL_EXHAUSTED, TRY_AGAIN_LATER, CniError
 from .resources import IPAMConfig, IPPool, Node
 
@@ -81,6 +81,12 @@ class IpamClient:
         self.max_attempts = max_attempts
 
     # ------------------------------------------------------------ reads
+
+    def prefetch_assignment_reads(self, handle_id: str, versions: Iterable[int]) -> None:
+        """Read up front, in one round trip, what an assignment reads first: its handle, the IPAM
+        config, the pools and this node's affinities (each served once; see Prefetched)."""
+        self.ds = Prefetched(self.ds, [keys.handle(handle_id), keys.IPAM_CONFIG],
+                             [keys.resource_prefix("ippools"), *(keys.affinity_prefix(self.node, v) for v in versions)])
 
     def config(self) -> IPAMConfig:
         kv = self.ds.get(keys.IPAM_CONFIG)

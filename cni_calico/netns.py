@@ -59,6 +59,10 @@ def exists(path: str) -> bool:
     return bool(path) and os.path.exists(path)
 
 
+class LinkExists(CniError):
+    """The interface name is taken."""
+
+
 @dataclass(frozen=True)
 class Link:
     index: int
@@ -109,9 +113,18 @@ class Netns:
                     kind=info.get_attr("IFLA_INFO_KIND") if info else None)
 
     def create_veth(self, name: str, peer: str, peer_ns: Netns, mtu: int, mac: str) -> None:
-        """A veth pair: `name` here with `mac`, `peer` created directly inside `peer_ns`."""
-        self._netlink(f"create veth {name}", self.ipr.link, "add", ifname=name, kind="veth", address=mac,
-                      mtu=mtu, peer={"ifname": peer, "net_ns_fd": peer_ns._fd, "mtu": mtu})
+        """A veth pair: `name` here with `mac`, and up; `peer` created directly inside `peer_ns`
+        (still down). LinkExists when `name` is taken here."""
+        try:
+            self.ipr.link("add", ifname=name, kind="veth", address=mac, mtu=mtu, state="up",
+                          peer={"ifname": peer, "net_ns_fd": peer_ns._fd, "mtu": mtu})
+        except Exception as exc:
+            if getattr(exc, "code", None) == errno.EEXIST:
+                raise LinkExists(DATAPLANE_FAILURE, f"{name} already exists in {self.label}") from exc
+            raise CniError(DATAPLANE_FAILURE, f"create veth {name} in {self.label}: {exc}") from exc
+
+    def set_up(self, index: int) -> None:
+        self._netlink("set link up", self.ipr.link, "set", index=index, state="up")
 
     def delete_link(self, name: str) -> bool:
         """Delete a link if present (a veth takes its peer and routes with it); True if it existed."""
@@ -124,9 +137,6 @@ class Netns:
             if getattr(exc, "code", None) != errno.ENODEV:
                 raise CniError(DATAPLANE_FAILURE, f"cannot delete {name} in {self.label}: {exc}") from exc
         return True
-
-    def set_up(self, index: int) -> None:
-        self._netlink("set link up", self.ipr.link, "set", index=index, state="up")
 
     # ------------------------------------------------------------ addresses and routes
 

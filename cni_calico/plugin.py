@@ -34,7 +34,7 @@ from .errors import (
 )
 from .identity import Workload, determine_nodename, endpoint_name, endpoint_namespace, host_veth_name
 from .ipam_client import IpamClient
-from .netns import Netns
+from .netns import LinkExists, Netns
 from .resources import (
     Metadata,
     WorkloadEndpoint,
@@ -130,14 +130,16 @@ class CalicoPlugin:
         step("ipam")
         addresses = self._ipam_add(att, ds, undo)
         step("veth")
-        if host.delete_link(att.host_ifname):
+        try:
+            host.create_veth(att.host_ifname, att.args.ifname, container, att.conf.mtu, HOST_MAC)
+        except LinkExists:  # left by an attachment that was never deleted: the name is ours
+            host.delete_link(att.host_ifname)
             log.warning("replaced a stale host interface %s", att.host_ifname)
-        host.create_veth(att.host_ifname, att.args.ifname, container, att.conf.mtu, HOST_MAC)
+            host.create_veth(att.host_ifname, att.args.ifname, container, att.conf.mtu, HOST_MAC)
         undo.push(f"host veth {att.host_ifname}", lambda: host.delete_link(att.host_ifname))
         step("sysctl")
         host_link = _must(host.link(att.host_ifname), att.host_ifname)
         self._configure_host_side(host, att.host_ifname, addresses)
-        host.set_up(host_link.index)
         container_link = _must(container.link(att.args.ifname), att.args.ifname)
         self._configure_container_side(container, container_link.index, att, addresses)
         step("route")

@@ -160,6 +160,16 @@ def test_get_many_reads_present_and_absent_keys_at_once(store: Any) -> None:
     assert store.get_many([]) == {}
 
 
+def test_read_many_reads_keys_and_prefixes_at_once(store: Any) -> None:
+    for key in ("/r/a/1", "/r/a/2", "/r/ab", "/r/b/1", "/r/c"):
+        assert store.create(key, key)
+    found, under = store.read_many(["/r/c", "/r/none"], ["/r/a/", "/r/b/", "/r/zz/"])
+    assert found == {"/r/c": store.get("/r/c"), "/r/none": None}
+    assert under == {"/r/a/": store.list("/r/a/"), "/r/b/": store.list("/r/b/"), "/r/zz/": []}
+    assert [kv.key for kv in under["/r/a/"]] == ["/r/a/1", "/r/a/2"]  # not /r/ab
+    assert store.read_many([], []) == ({}, {})
+
+
 def test_a_noop_delete_changes_nothing(store: Any) -> None:
     assert store.create(K + "a", "1")
     r1 = store.get(K + "a").mod_revision
@@ -245,7 +255,7 @@ def test_nothing_listening_is_code_11_quickly() -> None:
 
 
 @pytest.mark.etcd
-@pytest.mark.parametrize("operation", ["get", "list", "txn", "get_many"])
+@pytest.mark.parametrize("operation", ["get", "list", "txn", "get_many", "read_many"])
 def test_unreachable_is_code_11_for_every_operation(operation: str) -> None:
     with EtcdDatastore(_unused_endpoint(), timeout=2.0) as ds:
         with pytest.raises(CniError) as info:
@@ -255,6 +265,8 @@ def test_unreachable_is_code_11_for_every_operation(operation: str) -> None:
                 ds.list("/x/")
             elif operation == "get_many":
                 ds.get_many(["/x", "/y"])
+            elif operation == "read_many":
+                ds.read_many(["/x"], ["/y/"])
             else:
                 ds.create("/x", "1")
     assert info.value.code == TRY_AGAIN_LATER

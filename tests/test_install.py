@@ -1,0 +1,43 @@
+"""`make install` lays out the frozen bundle so the installed names work from where they land:
+the plugins' client answers VERSION itself and hands an unserved call to the full executable,
+found relative to itself. Runs on the frozen build only (what `make test` tests)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from cni_calico.lab import binaries
+
+from .conftest import REPO
+
+pytestmark = pytest.mark.skipif(not binaries.frozen(), reason="tests the frozen build (make test builds it)")
+
+
+def test_installed_plugins_answer_and_fall_back_to_the_full_executable(tmp_path: Path) -> None:
+    dest = tmp_path / "root"
+    proc = subprocess.run(["make", "-s", "install", f"DESTDIR={dest}", "CNI_BIN_DIR=/opt/cni/bin",
+                           "BIN_DIR=/usr/local/bin", "INSTALL_CONF=1"], cwd=REPO, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    cni_bin = dest / "opt/cni/bin"
+    assert os.readlink(cni_bin / "calico") == "cni-calico/client/calico-cni"
+    assert os.readlink(dest / "usr/local/bin/calicoctl") == "/opt/cni/bin/cni-calico/cni-calico"
+    assert json.loads((dest / "etc/cni/net.d/10-calico.conf").read_text())["type"] == "calico"
+    env = {"PATH": os.environ["PATH"]}
+    for plugin in ("calico", "calico-ipam"):
+        version = subprocess.run([str(cni_bin / plugin)], env={**env, "CNI_COMMAND": "VERSION"},
+                                 capture_output=True, text=True, timeout=30)
+        assert version.returncode == 0 and "1.1.0" in json.loads(version.stdout)["supportedVersions"]
+        # Nobody serves this call: the client execs the installed full executable, whose skel
+        # reports the missing variables (CNI error 4).
+        add = subprocess.run([str(cni_bin / plugin)], env={**env, "CNI_COMMAND": "ADD"},
+                             input='{"cniVersion": "0.4.0", "name": "n", "type": "calico"}',
+                             capture_output=True, text=True, timeout=60)
+        assert add.returncode == 1, add.stderr
+        error = json.loads(add.stdout)
+        assert error["code"] == 4 and "CNI_CONTAINERID" in error["msg"]
