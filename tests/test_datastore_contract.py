@@ -170,6 +170,20 @@ def test_read_many_reads_keys_and_prefixes_at_once(store: Any) -> None:
     assert store.read_many([], []) == ({}, {})
 
 
+def test_prefetched_serves_each_first_read_once_and_forgets_what_it_writes(store: Any) -> None:
+    from cni_calico.datastore import Prefetched
+
+    assert store.create("/p/k", "old") and store.create("/p/dir/a", "1") and store.create("/p/other", "x")
+    reads = Prefetched(store, ["/p/k", "/p/missing"], ["/p/dir/"])
+    assert store.update("/p/k", "new", store.get("/p/k").mod_revision)  # another writer, after the batch
+    assert reads.get("/p/k").value == "old"  # the batched read, once
+    assert reads.get("/p/k").value == "new"  # then the store
+    assert reads.get("/p/missing") is None
+    assert reads.txn({"/p/dir/b": 0}, {"/p/dir/b": "2"})  # a write under the prefix drops the batch
+    assert [kv.key for kv in reads.list("/p/dir/")] == ["/p/dir/a", "/p/dir/b"]
+    assert reads.get("/p/other").value == "x"  # never prefetched: straight to the store
+
+
 def test_a_noop_delete_changes_nothing(store: Any) -> None:
     assert store.create(K + "a", "1")
     r1 = store.get(K + "a").mod_revision
