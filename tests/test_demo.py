@@ -28,7 +28,10 @@ def test_demo_with_three_hosts_routes_and_reaches_every_pod() -> None:
     assert out.count("| node-to-node mesh | up    |") == 6  # each of 3 hosts sees 2 Established peers
     assert len(re.findall(r"^blackhole 10\.100\.\d+\.\d+/26 proto bird", out, re.M)) == 3
     assert len(re.findall(r"^10\.100\.\d+\.\d+/26 via 192\.0\.2\.1\d dev eth0 proto bird", out, re.M)) == 6
-    assert out.count(": ok") == 6 and "FAILED" not in out
+    assert "FAILED" not in out and "UNEXPECTED" not in out
+    # 6 cross-host pings, then the policy: host 3's pod1 unreachable by ICMP, reachable once deleted
+    assert out.count(": ok") == 7 and out.count(": blocked") == 1
+    assert "result: all reached, policy enforced" in out
     assert leftovers() == [] and not demo.STATE.exists()
 
 

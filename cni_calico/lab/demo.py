@@ -130,7 +130,7 @@ def run(hosts: int, pods: int) -> int:
             for host in cluster.hosts:
                 for i in range(1, pods + 1):
                     pod = f"pod{i}"
-                    addresses[(host.name, pod)] = cluster.add_pod(host, pod)
+                    addresses[(host.name, pod)] = cluster.add_pod(host, pod, labels={"role": pod})
                     print(f"  {host.name}/{pod}: {addresses[(host.name, pod)]}")
             took = wait_for("block routes on every host", lambda: routes_complete(cluster, ds))
             print(f"  every host routes every block {took:.2f} s after the last pod was added")
@@ -153,11 +153,64 @@ def run(hosts: int, pods: int) -> int:
                     ok = cluster.ping(cluster.host(src_host), src_pod, dst_ip)
                     failures += not ok
                     print(f"  {src_host}/{src_pod} -> {dst_host}/{dst_pod} ({dst_ip}): {'ok' if ok else 'FAILED'}")
-            verdict = "all reached" if not failures else f"{failures} FAILED"
+            failures += policy_demo(cluster, addresses)
+            verdict = "all reached, policy enforced" if not failures else f"{failures} FAILED"
             banner(f"result: {verdict}; cleaning up (agents, BIRDs, namespaces, etcd)")
         STATE.unlink(missing_ok=True)
     print("done: nothing left behind")
     return 1 if failures else 0
+
+
+DENY_PING = """apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata:
+  name: no-ping-to-pod1
+spec:
+  selector: role == 'pod1'
+  ingress:
+  - action: Deny
+    protocol: ICMP
+  - action: Allow
+"""
+
+
+def policy_demo(cluster: Cluster, addresses: dict[tuple[str, str], str]) -> int:
+    """A GlobalNetworkPolicy denying ICMP to every pod1, enforced by each host's nftables table,
+    then deleted. Returns the number of pings that went against expectation."""
+    first, last = cluster.hosts[0], cluster.hosts[-1]
+    banner("policy: calicoctl apply -f - (deny ICMP to every pod labelled role=pod1)")
+    print(DENY_PING.rstrip())
+    applied = cluster.calicoctl(first, "apply", "-f", "-", stdin=DENY_PING)
+    print((applied.stdout + applied.stderr).rstrip())
+    targets = [(name, pod, ip) for (name, pod), ip in addresses.items() if name == last.name]
+    failures = 0
+
+    def ping_all(expect_blocked: set[str]) -> None:
+        nonlocal failures
+        for name, pod, ip in targets:
+            wanted = "blocked" if pod in expect_blocked else "ok"
+            ok = wait_quietly(lambda: cluster.ping(first, "pod1", ip) == (wanted == "ok"), 3)
+            failures += not ok
+            print(f"  {first.name}/pod1 -> {name}/{pod} ({ip}): {wanted if ok else 'UNEXPECTED'}")
+
+    ping_all({"pod1"})
+    banner(f"{last.name}: nft list table inet calico (excerpt: dispatch by interface)")
+    listing = cluster.in_host(last, "nft", "list", "map", "inet", "calico", "to-wl").stdout
+    print(listing.rstrip())
+    banner("policy: calicoctl delete globalnetworkpolicy no-ping-to-pod1")
+    print(cluster.calicoctl(first, "delete", "globalnetworkpolicy", "no-ping-to-pod1").stdout.rstrip())
+    ping_all(set())
+    return failures
+
+
+def wait_quietly(check, timeout: float) -> bool:  # type: ignore[no-untyped-def]
+    """True once `check()` holds; False after `timeout` seconds (policy takes effect within one)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
 
 
 def main(argv: Sequence[str] | None = None) -> int:
