@@ -19,7 +19,8 @@ from typing import Any, Iterator
 import pytest
 
 from cni_calico.node.nft_apply import NftDataplane, NftError
-from cni_calico.node.nft_render import full_script, render, update_script
+from cni_calico.node.nft_render import render
+from cni_calico.node.nft_ruleset import full_script, update_script
 from cni_calico.node.policy_model import PolicyState
 from tests.test_nft_render import (
     CASES,

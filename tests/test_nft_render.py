@@ -17,15 +17,12 @@ import pytest
 from cni_calico.node.nft_render import (
     MARK_ACCEPT,
     MARK_PASS,
-    Ruleset,
-    counts,
-    full_script,
     iptables_equivalent,
     policy_chain_name,
     profile_chain_name,
     render,
-    update_script,
 )
+from cni_calico.node.nft_ruleset import Ruleset, counts, full_script, update_script
 from cni_calico.node.policy_model import (
     EGRESS,
     INGRESS,

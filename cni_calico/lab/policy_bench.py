@@ -21,7 +21,8 @@ from typing import Any
 
 from .. import v3
 from ..node.nft_apply import NftDataplane
-from ..node.nft_render import counts, iptables_equivalent, render
+from ..node.nft_render import iptables_equivalent, render
+from ..node.nft_ruleset import counts
 from ..node.policy_model import Endpoint, Policy, PolicyState
 
 NAMESPACES = 5

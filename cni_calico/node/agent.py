@@ -203,14 +203,15 @@ class Agent:
         if self.policy is None:
             return
         from .nft_apply import NftError
-        from .nft_render import counts, render
+        from .nft_render import render
+        from .nft_ruleset import counts
         from .policy_view import policy_state
 
         started = time.monotonic()
         try:
             ruleset = render(policy_state(self.cache, self.name, self.config.endpoint_to_host_action))
             how = self.policy.apply(ruleset)
-        except (NftError, ValueError) as exc:  # the previous policy stays in force
+        except (NftError, ValueError, RuntimeError) as exc:  # the previous policy stays in force
             self.metrics.inc("calico_node_policy_apply_failures_total")
             self._problem("policy", f"policy not applied: {exc}")
             return

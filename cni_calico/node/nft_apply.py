@@ -12,7 +12,7 @@ import logging
 import subprocess
 from typing import Sequence
 
-from .nft_render import FAMILY, TABLE, Ruleset, full_script, update_script
+from .nft_ruleset import FAMILY, TABLE, Ruleset, full_script, update_script
 
 log = logging.getLogger(__name__)
 

@@ -1,8 +1,9 @@
-"""Calico policy as one nftables table (`inet calico`), and the smallest update between two renders.
+"""Calico policy as one nftables table (`inet calico`). Pure.
 
-Pure: `render(state)` gives a comparable `Ruleset`; `full_script` / `update_script` give `nft -f`
-input (each one atomic transaction); the caller runs nft. Everything is sorted, so equal states
-give equal text.
+`render(state)` gives a comparable `Ruleset` (nft_ruleset turns it into `nft -f` input, whole or
+as the difference from the previous one); `iptables_equivalent` estimates what Calico's
+per-endpoint iptables chains would need for the same state. Everything is sorted, so equal
+states give equal rulesets.
 
 Layout (names of hashed objects are `<prefix>-<12 hex of sha256>`):
 
@@ -45,6 +46,7 @@ from dataclasses import dataclass
 from typing import Iterable, Mapping, Union
 
 from ..v3 import EntityRule, ProfileSpec, Rule
+from .nft_ruleset import BaseHook, Chain, NftMap, NftSet, Ruleset, quoted_comment
 from .policy_model import (
     EGRESS,
     ENDPOINT_TO_HOST_ACTIONS,
@@ -59,8 +61,6 @@ from .policy_model import (
     rule_selectors,
 )
 
-FAMILY = "inet"
-TABLE = "calico"
 IFACE_PREFIX = "cali"
 MARK_ACCEPT = 0x10000
 MARK_PASS = 0x20000
@@ -74,47 +74,8 @@ ICMPV6_ROUTER_TYPES = "mld-listener-query, mld-listener-report, mld-listener-don
 _PROTOCOLS = {"TCP": "tcp", "UDP": "udp", "ICMP": "icmp", "ICMPv6": "ipv6-icmp",
               "SCTP": "sctp", "UDPLite": "udplite"}
 _ICMP_FAMILY = {"icmp": 4, "1": 4, "ipv6-icmp": 6, "58": 6}
-_COMMENT_MAX = 127  # nft refuses longer comments
 
 Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
-
-
-# ------------------------------------------------------------------ the Ruleset value
-
-@dataclass(frozen=True)
-class NftSet:
-    type: str  # "ipv4_addr", "ifname . ipv6_addr", ...
-    flags: tuple[str, ...] = ()
-    elements: tuple[str, ...] = ()  # nft syntax, sorted
-    comment: str = ""
-
-
-@dataclass(frozen=True)
-class NftMap:
-    type: str  # "ifname : verdict"
-    elements: tuple[tuple[str, str], ...] = ()  # (interface name, verdict), sorted
-
-
-@dataclass(frozen=True)
-class BaseHook:
-    type: str  # filter | nat
-    hook: str
-    priority: str
-    policy: str = "accept"
-
-
-@dataclass(frozen=True)
-class Chain:
-    rules: tuple[str, ...]
-    comment: str = ""
-    base: BaseHook | None = None
-
-
-@dataclass(frozen=True)
-class Ruleset:
-    sets: Mapping[str, NftSet]
-    maps: Mapping[str, NftMap]
-    chains: Mapping[str, Chain]
 
 
 # ------------------------------------------------------------------ small helpers
@@ -127,14 +88,6 @@ def _claim(owners: dict[str, str], name: str, identity: str) -> None:
     """Record that hashed `name` stands for `identity`; two identities on one name is an error."""
     if owners.setdefault(name, identity) != identity:
         raise RuntimeError(f"name collision on {name}: {owners[name]!r} and {identity!r}")
-
-
-def _comment(text: str) -> str:
-    """Free text as a quoted nft comment: printable ASCII, no double quote, bounded."""
-    clean = re.sub(r"[^\x20-\x7e]", "?", text).replace('"', "'")
-    if len(clean) > _COMMENT_MAX:
-        clean = clean[:_COMMENT_MAX - 3] + "..."
-    return f'"{clean}"'
 
 
 def _ip(version: int) -> str:
@@ -326,7 +279,7 @@ def _rule_lines(rule: Rule, comment: str, policy_ns: str | None, book: _SetBook)
     proto = [f"meta l4proto {_protocol(rule.protocol)}"] if rule.protocol is not None else []
     if rule.notProtocol is not None:
         proto.append(f"meta l4proto != {_protocol(rule.notProtocol)}")
-    tail = [*ports, _verdict(rule.action), f"comment {_comment(comment)}"]
+    tail = [*ports, _verdict(rule.action), f"comment {quoted_comment(comment)}"]
     if len(versions) == 2 and not _is_family_specific(rule, policy_ns):
         return [" ".join([*proto, *tail])]
     lines = []
@@ -402,32 +355,32 @@ def _mark_is(bit: int, value_set: bool) -> str:
 def _signature_chain(sig: _Signature, profiles: Mapping[str, ProfileSpec]) -> Chain:
     """Policies in order (Pass skips the rest), then profiles in order; drop if none allowed."""
     rules = [f"meta mark set meta mark & {0xFFFFFFFF & ~(MARK_ACCEPT | MARK_PASS):#x} "
-             f"comment {_comment('clear accept and pass bits')}"]
+             f"comment {quoted_comment('clear accept and pass bits')}"]
     for policy in sig.policies:
         rules.append(f"{_mark_is(MARK_PASS, False)} jump {policy_chain_name(policy, sig.direction)} "
-                     f"comment {_comment(policy_label(policy))}")
-        rules.append(f"{_mark_is(MARK_ACCEPT, True)} return comment {_comment('allowed by policy')}")
+                     f"comment {quoted_comment(policy_label(policy))}")
+        rules.append(f"{_mark_is(MARK_ACCEPT, True)} return comment {quoted_comment('allowed by policy')}")
     if sig.policies:
-        rules.append(f"{_mark_is(MARK_PASS, False)} drop comment {_comment('no policy allowed or passed')}")
+        rules.append(f"{_mark_is(MARK_PASS, False)} drop comment {quoted_comment('no policy allowed or passed')}")
     for profile in sig.profiles:
         if profile not in profiles:
             continue  # an unknown profile has no rules
-        rules.append(f"jump {profile_chain_name(profile, sig.direction)} comment {_comment(f'profile:{profile}')}")
-        rules.append(f"{_mark_is(MARK_ACCEPT, True)} return comment {_comment('allowed by profile')}")
-    rules.append(f"drop comment {_comment('no profile allowed')}")
+        rules.append(f"jump {profile_chain_name(profile, sig.direction)} comment {quoted_comment(f'profile:{profile}')}")
+        rules.append(f"{_mark_is(MARK_ACCEPT, True)} return comment {quoted_comment('allowed by profile')}")
+    rules.append(f"drop comment {quoted_comment('no profile allowed')}")
     return Chain(tuple(rules), sig.comment())
 
 
 # ------------------------------------------------------------------ fixed chains
 
 def _dispatch_chains() -> dict[str, Chain]:
-    drop_unknown = f"drop comment {_comment('unknown workload interface')}"
+    drop_unknown = f"drop comment {quoted_comment('unknown workload interface')}"
     return {
         "from-wl-dispatch": Chain((
-            f"meta l4proto ipip drop comment {_comment('IPIP from a workload')}",
-            f"udp dport {VXLAN_PORT} drop comment {_comment('VXLAN from a workload')}",
-            f"iifname . ip saddr != @wl-addrs drop comment {_comment('anti-spoof: not its IPv4 address')}",
-            f"iifname . ip6 saddr != @wl-addrs-v6 drop comment {_comment('anti-spoof: not its IPv6 address')}",
+            f"meta l4proto ipip drop comment {quoted_comment('IPIP from a workload')}",
+            f"udp dport {VXLAN_PORT} drop comment {quoted_comment('VXLAN from a workload')}",
+            f"iifname . ip saddr != @wl-addrs drop comment {quoted_comment('anti-spoof: not its IPv4 address')}",
+            f"iifname . ip6 saddr != @wl-addrs-v6 drop comment {quoted_comment('anti-spoof: not its IPv6 address')}",
             "iifname vmap @from-wl",
             drop_unknown,
         ), "egress policy of the sending workload"),
@@ -442,27 +395,27 @@ def _base_chains(endpoint_to_host: str) -> dict[str, Chain]:
     wl = f'"{IFACE_PREFIX}*"'
     conntrack = ("ct state invalid drop", "ct state established,related accept")
     host_verdict = {"Accept": "accept", "Drop": "drop", "Return": "return"}[endpoint_to_host]
-    not_allowed = f"{_mark_is(MARK_ACCEPT, False)} drop comment {_comment('egress policy did not allow')}"
+    not_allowed = f"{_mark_is(MARK_ACCEPT, False)} drop comment {quoted_comment('egress policy did not allow')}"
     return {
         "forward": Chain((
-            f"iifname != {wl} oifname != {wl} return comment {_comment('not workload traffic')}",
+            f"iifname != {wl} oifname != {wl} return comment {quoted_comment('not workload traffic')}",
             *conntrack,
             f"iifname {wl} jump from-wl-dispatch",
             f"iifname {wl} {not_allowed}",
             f"oifname {wl} jump to-wl-dispatch",
-            f"accept comment {_comment('allowed by workload policy')}",
+            f"accept comment {quoted_comment('allowed by workload policy')}",
         ), "workload traffic through this host", BaseHook("filter", "forward", "filter")),
         "input": Chain((
-            f"iifname != {wl} return comment {_comment('not from a workload')}",
+            f"iifname != {wl} return comment {quoted_comment('not from a workload')}",
             *conntrack,
-            f"icmpv6 type {{ {ICMPV6_ROUTER_TYPES} }} accept comment {_comment('IPv6 router duties')}",
+            f"icmpv6 type {{ {ICMPV6_ROUTER_TYPES} }} accept comment {quoted_comment('IPv6 router duties')}",
             "jump from-wl-dispatch",
             not_allowed,
-            f"{host_verdict} comment {_comment(f'endpoint to host action {endpoint_to_host}')}",
+            f"{host_verdict} comment {quoted_comment(f'endpoint to host action {endpoint_to_host}')}",
         ), "workload traffic to this host", BaseHook("filter", "input", "filter")),
         "postrouting": Chain(tuple(
             f"{_ip(v)} saddr @nat-pools{_suffix(v)} {_ip(v)} daddr != @all-pools{_suffix(v)} "
-            f"masquerade fully-random comment {_comment('natOutgoing')}" for v in (4, 6)
+            f"masquerade fully-random comment {quoted_comment('natOutgoing')}" for v in (4, 6)
         ), "natOutgoing of pool addresses", BaseHook("nat", "postrouting", "srcnat")),
     }
 
@@ -529,183 +482,7 @@ def render(state: PolicyState) -> Ruleset:
     return Ruleset(dict(sorted(sets.items())), dict(sorted(maps.items())), dict(sorted(chains.items())))
 
 
-# ------------------------------------------------------------------ nft scripts
-
-_CHAIN_RANK = ("forward", "input", "postrouting", "from-wl-dispatch", "to-wl-dispatch")
-
-
-def _chain_order(name: str) -> tuple[int, str]:
-    """Base and dispatch chains first, then the rest by name: readable, and stable."""
-    return (_CHAIN_RANK.index(name) if name in _CHAIN_RANK else len(_CHAIN_RANK), name)
-
-
-def _elements_block(items: list[str], indent: str) -> list[str]:
-    if not items:
-        return []
-    if len(items) == 1:
-        return [f"{indent}elements = {{ {items[0]} }}"]
-    return [f"{indent}elements = {{", *(f"{indent}\t{e}," for e in items[:-1]), f"{indent}\t{items[-1]}", f"{indent}}}"]
-
-
-def _set_block(name: str, s: NftSet) -> list[str]:
-    lines = [f"\tset {name} {{", f"\t\ttype {s.type}"]
-    if s.flags:
-        lines.append(f"\t\tflags {', '.join(s.flags)}")
-    if s.comment:
-        lines.append(f"\t\tcomment {_comment(s.comment)}")
-    return [*lines, *_elements_block(list(s.elements), "\t\t"), "\t}"]
-
-
-def _map_element(key: str, verdict: str) -> str:
-    return f'"{key}" : {verdict}'
-
-
-def _map_block(name: str, m: NftMap) -> list[str]:
-    items = [_map_element(k, v) for k, v in m.elements]
-    return [f"\tmap {name} {{", f"\t\ttype {m.type}", *_elements_block(items, "\t\t"), "\t}"]
-
-
-def _hook_line(base: BaseHook) -> str:
-    return f"type {base.type} hook {base.hook} priority {base.priority}; policy {base.policy};"
-
-
-def _chain_block(name: str, chain: Chain) -> list[str]:
-    lines = [f"\tchain {name} {{"]
-    if chain.base:
-        lines.append(f"\t\t{_hook_line(chain.base)}")
-    if chain.comment:
-        lines.append(f"\t\tcomment {_comment(chain.comment)}")
-    return [*lines, *(f"\t\t{rule}" for rule in chain.rules), "\t}"]
-
-
-def full_script(ruleset: Ruleset) -> str:
-    """Replace the whole table in one transaction, whether or not it exists."""
-    body: list[str] = []
-    for name, s in ruleset.sets.items():
-        body += _set_block(name, s)
-    for name, m in ruleset.maps.items():
-        body += _map_block(name, m)
-    for name in sorted(ruleset.chains, key=_chain_order):
-        body += _chain_block(name, ruleset.chains[name])
-    return "\n".join([
-        f"# Calico policy: table {FAMILY} {TABLE}, generated; `delete table {FAMILY} {TABLE}` removes it all.",
-        f"add table {FAMILY} {TABLE}",
-        f"delete table {FAMILY} {TABLE}",
-        f"table {FAMILY} {TABLE} {{",
-        *body,
-        "}",
-        "",
-    ])
-
-
-def _where(kind: str, name: str) -> str:
-    return f"{kind} {FAMILY} {TABLE} {name}"
-
-
-def _element_cmd(verb: str, name: str, items: list[str]) -> list[str]:
-    return [f"{verb} element {FAMILY} {TABLE} {name} {{ {', '.join(items)} }}"] if items else []
-
-
-def _set_spec(s: NftSet) -> str:
-    parts = [f"type {s.type};"]
-    if s.flags:
-        parts.append(f"flags {', '.join(s.flags)};")
-    if s.comment:
-        parts.append(f"comment {_comment(s.comment)};")
-    return "{ " + " ".join(parts) + " }"
-
-
-def _chain_spec(chain: Chain) -> str:
-    parts = [_hook_line(chain.base)] if chain.base else []
-    if chain.comment:
-        parts.append(f"comment {_comment(chain.comment)};")
-    return " { " + " ".join(parts) + " }" if parts else ""
-
-
-def _definitions_changed(old: Ruleset, new: Ruleset) -> bool:
-    """A set, map or chain whose definition (not content) differs cannot be changed in place."""
-    for name in old.sets.keys() & new.sets.keys():
-        a, b = old.sets[name], new.sets[name]
-        if (a.type, a.flags, a.comment) != (b.type, b.flags, b.comment):
-            return True
-    for name in old.maps.keys() & new.maps.keys():
-        if old.maps[name].type != new.maps[name].type:
-            return True
-    for name in old.chains.keys() & new.chains.keys():
-        a, b = old.chains[name], new.chains[name]
-        if (a.base, a.comment) != (b.base, b.comment):
-            return True
-    return any(new.chains[name].base for name in new.chains.keys() - old.chains.keys())
-
-
-def _creations(old: Ruleset, new: Ruleset) -> list[str]:
-    out = []
-    for name in sorted(new.sets.keys() - old.sets.keys()):
-        out.append(f"add {_where('set', name)} {_set_spec(new.sets[name])}")
-        out += _element_cmd("add", name, list(new.sets[name].elements))
-    for name in sorted(new.maps.keys() - old.maps.keys()):
-        out.append(f"add {_where('map', name)} {{ type {new.maps[name].type}; }}")
-    for name in sorted(new.chains.keys() - old.chains.keys(), key=_chain_order):
-        out.append(f"add {_where('chain', name)}{_chain_spec(new.chains[name])}")
-    return out
-
-
-def _set_element_changes(old: Ruleset, new: Ruleset) -> list[str]:
-    out = []
-    for name in sorted(old.sets.keys() & new.sets.keys()):
-        before, after = old.sets[name].elements, new.sets[name].elements
-        kept_before, kept_after = set(before), set(after)
-        out += _element_cmd("delete", name, [e for e in before if e not in kept_after])
-        out += _element_cmd("add", name, [e for e in after if e not in kept_before])
-    return out
-
-
-def _map_element_changes(old: Ruleset, new: Ruleset) -> list[str]:
-    out = []
-    for name in sorted(new.maps):
-        before = dict(old.maps[name].elements) if name in old.maps else {}
-        after = dict(new.maps[name].elements)
-        out += _element_cmd("delete", name, [f'"{k}"' for k, v in before.items() if after.get(k) != v])
-        out += _element_cmd("add", name, [_map_element(k, v) for k, v in after.items() if before.get(k) != v])
-    return out
-
-
-def update_script(old: Ruleset, new: Ruleset) -> str:
-    """Turn the kernel's `old` into `new` in one transaction, touching only what changed; ''
-    when nothing did. Order: create sets, maps and (empty) chains; change set elements; flush
-    chains that change or go; change map elements; fill chains; delete what is gone (no rule
-    or map element points at it any more). A changed definition (type, flags, comment, hook)
-    cannot be altered in place: the whole table is replaced instead."""
-    if old == new:
-        return ""
-    if _definitions_changed(old, new):
-        return full_script(new)
-    changed = sorted((n for n in old.chains.keys() & new.chains.keys()
-                      if old.chains[n].rules != new.chains[n].rules), key=_chain_order)
-    added = sorted(new.chains.keys() - old.chains.keys(), key=_chain_order)
-    removed = sorted(old.chains.keys() - new.chains.keys(), key=_chain_order)
-    lines = [*_creations(old, new), *_set_element_changes(old, new)]
-    lines += [f"flush {_where('chain', n)}" for n in [*changed, *removed]]
-    lines += _map_element_changes(old, new)
-    lines += [f"add rule {FAMILY} {TABLE} {n} {rule}" for n in [*changed, *added] for rule in new.chains[n].rules]
-    lines += [f"delete {_where('map', n)}" for n in sorted(old.maps.keys() - new.maps.keys())]
-    lines += [f"delete {_where('chain', n)}" for n in removed]
-    lines += [f"delete {_where('set', n)}" for n in sorted(old.sets.keys() - new.sets.keys())]
-    return "\n".join(lines) + "\n" if lines else ""
-
-
-# ------------------------------------------------------------------ sizes
-
-def counts(ruleset: Ruleset) -> dict[str, int]:
-    return {
-        "rules": sum(len(c.rules) for c in ruleset.chains.values()),
-        "chains": len(ruleset.chains),
-        "sets": len(ruleset.sets),
-        "maps": len(ruleset.maps),
-        "set_elements": sum(len(s.elements) for s in ruleset.sets.values()),
-        "map_elements": sum(len(m.elements) for m in ruleset.maps.values()),
-    }
-
+# ------------------------------------------------------------------ the iptables comparison
 
 def _iptables_rule_cost(rules: list[Rule] | None) -> int:
     # Allow and Pass: set a mark bit, then return; Deny and Log: one rule
