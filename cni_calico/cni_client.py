@@ -41,17 +41,24 @@ def _finish(status: int, out: str) -> None:
 
 
 def exec_full_executable(name: str, stdin: bytes) -> None:
-    """Become the full executable (same pid, same environment), with `stdin` replayed on fd 0."""
-    fd = os.memfd_create("cni-stdin")
-    view = memoryview(stdin)
-    while view:
-        view = view[os.write(fd, view):]
-    os.lseek(fd, 0, os.SEEK_SET)
-    os.dup2(fd, 0)
-    os.close(fd)
-    os.environ[COMMAND_ENV] = name
+    """Become the full executable (same pid, same environment), with `stdin` replayed on fd 0.
+    A broken install (the full executable missing) is a CNI error, like any other failure."""
     full = os.path.normpath(os.path.join(os.path.dirname(os.path.realpath(sys.executable)), FULL_EXECUTABLE))
-    os.execv(full, [full, *sys.argv[1:]])
+    try:
+        fd = os.memfd_create("cni-stdin")
+        view = memoryview(stdin)
+        while view:
+            view = view[os.write(fd, view):]
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.dup2(fd, 0)
+        os.close(fd)
+        os.environ[COMMAND_ENV] = name
+        os.execv(full, [full, *sys.argv[1:]])
+    except OSError as exc:
+        from .errors import INTERNAL
+
+        _finish(1, fastpath.error_reply(stdin, f"cannot run {full} (nobody serves the fast path): {exc.strerror}",
+                                        INTERNAL))
 
 
 def main() -> None:

@@ -139,22 +139,23 @@ def try_fast_path(plugin: str, env, stdin: bytes) -> tuple[int, str] | None:  # 
         return call(plugin, env, stdin, path, timeout)
     except NotServed as exc:
         if mode == "only":
-            return 1, _error(stdin, f"the CNI fast path is required but not served at {path}: {exc}")
+            return 1, error_reply(stdin, f"the CNI fast path is required but not served at {path}: {exc}")
         return None
     except ServedButFailed as exc:
-        return 1, _error(stdin, str(exc))
+        return 1, error_reply(stdin, str(exc))
 
 
-def _error(stdin: bytes, msg: str) -> str:
-    """CNI error 11 (try again later) in the caller's cniVersion, as skel answers errors."""
+def error_reply(stdin: bytes, msg: str, code: int | None = None) -> str:
+    """A CNI error (11, try again later, unless `code` says otherwise) in the caller's cniVersion,
+    as skel answers errors."""
     import json
 
     from .errors import TRY_AGAIN_LATER, CniError  # standard library only, like this module
     from .versions import LATEST_VERSION, SUPPORTED_VERSIONS
 
     version = str(_config(stdin).get("cniVersion") or "0.1.0")
-    return json.dumps(CniError(TRY_AGAIN_LATER, msg).to_dict(version if version in SUPPORTED_VERSIONS
-                                                               else LATEST_VERSION))
+    error = CniError(TRY_AGAIN_LATER if code is None else code, msg)
+    return json.dumps(error.to_dict(version if version in SUPPORTED_VERSIONS else LATEST_VERSION))
 
 
 def own_uid() -> int:

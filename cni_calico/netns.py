@@ -209,11 +209,6 @@ class Netns:
             except OSError as exc:
                 raise CniError(DATAPLANE_FAILURE, f"cannot set sysctl {key}={value} in {self.label}: {exc}") from exc
 
-    def read_sysctl(self, key: str) -> str:
-        with entered(self.path):
-            with open(f"/proc/sys/{key}") as f:
-                return f.read().strip()
-
     # ------------------------------------------------------------ helpers
 
     def _netlink(self, what: str, call: Any, *args: Any, **kwargs: Any) -> Any:

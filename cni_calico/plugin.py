@@ -220,8 +220,10 @@ class CalicoPlugin:
                 else:
                     delegate(att.conf.ipam.type, "DEL", args)
                 _delete_key(ds, att.endpoint_key)
-            finally:
-                had_veth = veth.result()
+            except BaseException:
+                veth.wait_quietly()  # the datastore failure is the one to report
+                raise
+            had_veth = veth.result()
             if not had_veth and args.netns and os.path.exists(args.netns):
                 with Netns(args.netns) as container:  # a half-made ADD may have left only the container side
                     container.delete_link(args.ifname)
@@ -305,6 +307,11 @@ class _Background:
         if self._error is not None:
             raise self._error
         return self._value
+
+    def wait_quietly(self) -> None:
+        self._thread.join()
+        if self._error is not None:
+            log.warning("also failed: %s", self._error)
 
 
 def _write_with_profile(ds: Datastore, key: str, endpoint: str, profile: str) -> None:

@@ -41,3 +41,11 @@ def test_installed_plugins_answer_and_fall_back_to_the_full_executable(tmp_path:
         assert add.returncode == 1, add.stderr
         error = json.loads(add.stdout)
         assert error["code"] == 4 and "CNI_CONTAINERID" in error["msg"]
+    # A broken install, the full executable gone: still one CNI error on stdout, not a traceback.
+    (cni_bin / "cni-calico" / "cni-calico").unlink()
+    broken = subprocess.run([str(cni_bin / "calico")], env={**env, "CNI_COMMAND": "ADD"},
+                            input='{"cniVersion": "0.4.0", "name": "n", "type": "calico"}',
+                            capture_output=True, text=True, timeout=60)
+    assert broken.returncode == 1 and "Traceback" not in broken.stderr
+    error = json.loads(broken.stdout)
+    assert (error["code"], error["cniVersion"]) == (100, "0.4.0") and "cannot run" in error["msg"]

@@ -133,6 +133,21 @@ def test_del_leaves_nothing_and_is_repeatable(lab: Lab, etcd_store: EtcdDatastor
     assert status == 0, err
 
 
+def test_del_without_etcd_is_error_11_and_a_later_del_finishes(lab: Lab, etcd_store: EtcdDatastore) -> None:
+    netns, result = add_pod(lab, "cache", "cid-c")
+    args = K8S_ARGS.format(pod="cache", cid="cid-c")
+    status, out, err = lab.cni("DEL", lab.conf(etcd_endpoints="http://127.0.0.1:1"), container_id="cid-c",
+                               netns=netns, args=args)
+    assert status == 1 and out is not None and out["code"] == 11, (out, err)  # the datastore failure, reported
+    assert "Traceback" not in err
+    assert etcd_store.list(keys.HANDLE_PREFIX) != []  # nothing released without etcd: the runtime retries
+    status, out, err = lab.cni("DEL", lab.conf(), container_id="cid-c", netns=netns, args=args)
+    assert (status, out) == (0, None), err
+    assert lab.host_links() == BASE_LINKS and ip_of(result) not in lab.host_routes()
+    assert etcd_store.list(keys.HANDLE_PREFIX) == []
+    assert etcd_store.list(keys.resource_prefix("workloadendpoints")) == []
+
+
 def test_add_into_a_missing_netns_fails_cleanly(lab: Lab, etcd_store: EtcdDatastore) -> None:
     status, out, err = lab.cni("ADD", lab.conf(), container_id="cid-x", netns="/var/run/netns/does-not-exist")
     assert status == 1 and out is not None and out["code"] == 3, err

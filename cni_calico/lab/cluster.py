@@ -69,7 +69,6 @@ class Host:
     run_dir: Path
     agent: subprocess.Popen[bytes] | None = None
     pods: dict[str, str] = field(default_factory=dict)  # pod name -> container id
-    pod_args: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)  # pod -> (CNI_ARGS, conf extra)
 
     @property
     def netns_path(self) -> str:
@@ -268,15 +267,7 @@ class Cluster:
         extra = {"args": {"cni": {"labels": [{"key": k, "value": v} for k, v in (labels or {}).items()]}}}
         result = self.cni(host, "ADD", container_id, f"{NETNS_DIR}/{netns}", cni_args=cni_args, conf_extra=extra)
         host.pods[pod] = container_id
-        host.pod_args[pod] = (cni_args, extra)
         return str(result["ips"][0]["address"]).split("/")[0]
-
-    def del_pod(self, host: Host, pod: str) -> None:
-        netns = f"{host.netns}-{pod}"
-        cni_args, extra = host.pod_args.pop(pod, ("", {}))
-        self.cni(host, "DEL", host.pods.pop(pod), f"{NETNS_DIR}/{netns}", cni_args=cni_args, conf_extra=extra)
-        sh("ip", "netns", "del", netns, check=False)
-        self.namespaces.remove(netns)
 
     def pod_netns(self, host: Host, pod: str) -> str:
         return f"{host.netns}-{pod}"

@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from typing import Any
 
 from pydantic import ValidationError
 
@@ -38,18 +37,13 @@ def affects_policy(key: str) -> bool:
 # Every change re-derives the whole state; most documents are the same strings as last time, so
 # their parsed forms are kept (keyed by the stored text).
 @functools.lru_cache(maxsize=16384)
-def _parse(value: str) -> Any:
-    return json.loads(value)
-
-
-@functools.lru_cache(maxsize=16384)
 def _parse_endpoint(value: str) -> WorkloadEndpoint:
     return WorkloadEndpoint.model_validate_json(value)
 
 
 @functools.lru_cache(maxsize=4096)
 def _validate(value: str) -> v3.Resource:
-    return v3.validate(_parse(value))
+    return v3.validate(json.loads(value))
 
 
 def _validated(cache: Cache, plural: str) -> list[v3.Resource]:
