@@ -1,7 +1,9 @@
 # cni-calico: `make demo` runs the main job, `make test` passes every test tier.
 # Both install what they need on a fresh Debian machine: system packages (apt) and a virtualenv.
 
-PYTHON ?= python3
+# Debian's own interpreter when there is one: it is built with PGO and LTO, and starts and runs
+# about a fifth faster than a plain source build (which a `python3` earlier on PATH may be).
+PYTHON ?= $(shell [ -x /usr/bin/python3 ] && echo /usr/bin/python3 || echo python3)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -9,9 +11,9 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # namespaces and real packets; containernetworking-plugins: host-local, portmap, tuning;
 # podman, runc, busybox-static, iptables, util-linux (nsenter): the real-runtime test;
 # bird2: the BGP daemon calico-node drives; nftables: the policy and NAT dataplane calico-node
-# programs; python3-venv: the virtualenv.
+# programs; python3-venv: the virtualenv; libpython3-dev: the shared libpython PyInstaller bundles.
 SYSTEM_PACKAGES := etcd-server etcd-client iproute2 iputils-ping nftables containernetworking-plugins \
-	podman runc busybox-static iptables util-linux bird2 python3-venv
+	podman runc busybox-static iptables util-linux bird2 python3-venv libpython3-dev
 
 .PHONY: all system-deps venv build install test test-unit demo demo-clean bench clean
 
@@ -34,7 +36,13 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[test,build]'
 	touch $@
 
-venv: system-deps $(VENV)/.installed
+# A virtualenv made from another interpreter than $(PYTHON) is made again, and the executables
+# frozen from it with it (a sub-make, so that the files are looked at after the removal).
+venv: system-deps
+	@if [ -x $(BIN)/python ] && [ "$$($(BIN)/python -c 'import sys; print(sys.base_prefix)')" != \
+	  "$$($(PYTHON) -c 'import sys; print(sys.base_prefix)')" ]; then \
+	  echo "$(VENV) was made from another interpreter than $(PYTHON): making it again"; rm -rf $(VENV) dist/.built; fi
+	@$(MAKE) --no-print-directory $(VENV)/.installed
 
 # The frozen executables, one-dir: dist/cni-calico/cni-calico is calicoctl, calico-node or a
 # standalone plugin by the name it is run as, and dist/cni-calico/client/calico-cni is the small
