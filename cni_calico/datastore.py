@@ -244,19 +244,14 @@ def parse_endpoints(endpoints: str) -> list[EtcdEndpoint]:
     return out
 
 
-def _prepare_protobuf() -> None:
-    # etcd3 0.12's generated protobuf modules predate protobuf 4's descriptor rules. We pin
-    # protobuf < 4 in pyproject.toml (the C++/upb backends of 4.x refuse these modules);
-    # the pure-Python backend is what 3.20 uses on Python 3.11 anyway, so say so explicitly.
-    os.environ.setdefault("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION", "python")
-
-
 class EtcdDatastore(Datastore):
     """etcd v3 over gRPC; fails over between endpoints; every failure to reach etcd is code 11."""
 
     def __init__(self, endpoints: str = DEFAULT_ENDPOINT, *, key_file: str | None = None,
                  cert_file: str | None = None, ca_file: str | None = None, timeout: float = 5.0) -> None:
-        _prepare_protobuf()
+        from . import etcd_messages
+
+        etcd_messages.install()  # etcd3's message modules, built for today's protobuf
         import etcd3  # the only import of the etcd client in the project
 
         self._etcd3 = etcd3
