@@ -108,7 +108,7 @@ class AllocationBlock(BaseModel):
         taken = self.unallocated[:max(count, 0)]  # a negative slice bound would take almost everything
         if not taken:
             return self, []
-        block = self.model_copy(deep=True)
+        block = self._private_copy()
         index = block._attribute_index(handle_id, attrs)
         for ordinal in taken:
             block.allocations[ordinal] = index
@@ -121,7 +121,7 @@ class AllocationBlock(BaseModel):
         ordinal = self.ordinal(address)
         if self.allocations[ordinal] is not None:
             raise AddressInUse(f"{address} is already allocated (handle {self.handle_of(ordinal)})")
-        block = self.model_copy(deep=True)
+        block = self._private_copy()
         block.allocations[ordinal] = block._attribute_index(handle_id, attrs)
         block.unallocated.remove(ordinal)
         block._bump([ordinal])
@@ -140,7 +140,7 @@ class AllocationBlock(BaseModel):
     def _release(self, ordinals: list[int]) -> AllocationBlock:
         if not ordinals:
             return self
-        block = self.model_copy(deep=True)
+        block = self._private_copy()
         for ordinal in ordinals:
             block.allocations[ordinal] = None
             block.sequenceNumberForAllocation.pop(str(ordinal), None)
@@ -150,6 +150,16 @@ class AllocationBlock(BaseModel):
         return block
 
     # ------------------------------------------------------------ internals (on a private copy only)
+
+    def _private_copy(self) -> AllocationBlock:
+        """A copy whose containers the change methods may mutate. Attribute values are shared:
+        nothing changes one in place, so a deep copy would only walk every element again."""
+        block = self.model_copy()
+        block.allocations = list(self.allocations)
+        block.unallocated = list(self.unallocated)
+        block.attributes = list(self.attributes)
+        block.sequenceNumberForAllocation = dict(self.sequenceNumberForAllocation)
+        return block
 
     def _attribute_index(self, handle_id: str, attrs: dict[str, str]) -> int:
         wanted = Attribute(handle_id=handle_id, secondary=dict(attrs) or None)
