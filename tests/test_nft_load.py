@@ -18,7 +18,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from cni_calico.node.nft_apply import NftDataplane, NftError
+from cni_calico.node.nft_apply import NftCommand, NftDataplane, NftError, NftLibrary, default_runner
 from cni_calico.node.nft_render import render
 from cni_calico.node.nft_ruleset import full_script, update_script
 from cni_calico.node.policy_model import PolicyState
@@ -195,8 +195,19 @@ def test_unused_objects_are_gone_after_update(netns: Netns) -> None:
 
 # ------------------------------------------------------------------ the applier the agent uses
 
-def test_applier_replaces_then_updates_then_does_nothing(netns: Netns) -> None:
-    dataplane = NftDataplane(["ip", "netns", "exec", netns.name, "nft"])
+RUNNERS = ["library", "program"]
+
+
+def _runner(netns: Netns, kind: str) -> Any:
+    """How the agent applies (nftables' library in-process), or the nft program it falls back to."""
+    if kind == "library":
+        return NftLibrary(f"/var/run/netns/{netns.name}")
+    return NftCommand(["ip", "netns", "exec", netns.name, "nft"])
+
+
+@pytest.mark.parametrize("kind", RUNNERS)
+def test_applier_replaces_then_updates_then_does_nothing(netns: Netns, kind: str) -> None:
+    dataplane = NftDataplane(_runner(netns, kind))
     a, b = PAIRS["policy_added"]
     assert dataplane.apply(render(a)) == "full"
     assert netns.listing() == _loaded(netns, render(a))
@@ -205,8 +216,9 @@ def test_applier_replaces_then_updates_then_does_nothing(netns: Netns) -> None:
     assert netns.listing() == _loaded(netns, render(b))
 
 
-def test_applier_replaces_the_table_when_the_kernel_drifted(netns: Netns) -> None:
-    dataplane = NftDataplane(["ip", "netns", "exec", netns.name, "nft"])
+@pytest.mark.parametrize("kind", RUNNERS)
+def test_applier_replaces_the_table_when_the_kernel_drifted(netns: Netns, kind: str) -> None:
+    dataplane = NftDataplane(_runner(netns, kind))
     a, b = PAIRS["endpoint_added"]
     dataplane.apply(render(a))
     netns.nft("delete", "table", "inet", "calico")  # by hand, behind the agent's back
@@ -214,17 +226,51 @@ def test_applier_replaces_the_table_when_the_kernel_drifted(netns: Netns) -> Non
     assert netns.listing() == _loaded(netns, render(b))
 
 
-def test_applier_remove_leaves_nothing_and_a_refusal_keeps_nothing_half_done(netns: Netns) -> None:
-    dataplane = NftDataplane(["ip", "netns", "exec", netns.name, "nft"])
+@pytest.mark.parametrize("kind", RUNNERS)
+def test_applier_remove_leaves_nothing(netns: Netns, kind: str) -> None:
+    dataplane = NftDataplane(_runner(netns, kind))
     dataplane.apply(render(CASES["two_signatures"]))
     dataplane.remove()
     assert netns.nft("list", "ruleset").stdout.strip() == ""
     dataplane.remove()  # already gone: fine
-    refusing = NftDataplane(["ip", "netns", "exec", netns.name, "false"])
+
+
+def test_a_refusal_keeps_nothing_half_done(netns: Netns) -> None:
+    refusing = NftDataplane(NftCommand(["ip", "netns", "exec", netns.name, "false"]))
     with pytest.raises(NftError):
         refusing.apply(render(CASES["two_signatures"]))
     assert refusing.current is None  # nothing is believed applied
     assert netns.nft("list", "ruleset").stdout.strip() == ""
+
+
+def test_the_library_refuses_what_the_program_refuses(netns: Netns) -> None:
+    bad = "add table inet calico\nadd element inet calico nosuchset { 10.0.0.1 }\n"
+    with pytest.raises(NftError) as by_library:
+        NftLibrary(f"/var/run/netns/{netns.name}").run(bad)
+    with pytest.raises(NftError) as by_program:
+        NftCommand(["ip", "netns", "exec", netns.name, "nft"]).run(bad)
+    for refused in (by_library.value, by_program.value):  # (the library's context line differs)
+        assert str(refused).split(";")[0].endswith("Error: No such file or directory")
+    assert netns.nft("list", "ruleset").stdout.strip() == ""  # one transaction: the table was not made
+
+
+def test_the_library_acts_in_its_namespace_only(netns: Netns) -> None:
+    table = f"cclib{uuid.uuid4().hex[:8]}"
+    own = os.readlink("/proc/thread-self/ns/net")
+    library = NftLibrary(f"/var/run/netns/{netns.name}")
+    library.run(f"add table inet {table}\n")
+    library.run(f"add chain inet {table} c\n")  # and again: the context stays in that namespace
+    assert os.readlink("/proc/thread-self/ns/net") == own  # the thread came back
+    assert f"table inet {table}" in netns.nft("list", "tables").stdout
+    here = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True, timeout=30).stdout
+    assert table not in here  # read-only look at this namespace: nothing arrived
+    library.close()
+
+
+def test_the_agent_uses_the_library_unless_told_to_run_a_program() -> None:
+    assert isinstance(default_runner(""), NftLibrary)
+    program = default_runner("/usr/sbin/nft")
+    assert isinstance(program, NftCommand) and program.command == ["/usr/sbin/nft"]
 
 
 def _loaded(netns: Netns, ruleset: Any) -> dict[str, Any]:

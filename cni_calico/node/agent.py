@@ -84,9 +84,10 @@ class Agent:
         self._peers_checked = 0.0
         self.policy = None
         if config.policy_dataplane == "nftables":
-            from .nft_apply import NftDataplane
+            from .nft_apply import NftDataplane, default_runner
 
-            self.policy = NftDataplane([config.nft_binary])
+            self.policy = NftDataplane(default_runner(config.nft_binary))
+            log.info("policy dataplane: nftables, applied by %r", self.policy.runner)
 
     # ------------------------------------------------------------ start-up
 

@@ -73,7 +73,7 @@ class AgentConfig(BaseModel):
     # After a workload's egress policy allows a packet to this host itself. Calico's default is
     # Drop, but its Kubernetes manifests set Accept (kubelet probes, DNS on the host): so do we.
     endpoint_to_host_action: Literal["Accept", "Drop", "Return"] = "Accept"
-    nft_binary: str = "nft"
+    nft_binary: str = ""  # "": nftables' library in-process; else this nft program, run per change
 
     @field_validator("endpoint_to_host_action", mode="before")
     @classmethod
