@@ -417,7 +417,18 @@ class Prefetched(Datastore):
 
     def read_many(self, wanted: Iterable[str], prefixes: Iterable[str]
                   ) -> tuple[dict[str, KeyValue | None], dict[str, list[KeyValue]]]:
-        return self.inner.read_many(wanted, prefixes)
+        """Prefetched keys and prefixes are served (once); the rest is read in one round trip.
+        A read that mixes both mixes two revisions, as two separate reads would."""
+        wanted, prefixes = list(wanted), list(prefixes)
+        keys = {key: self._keys.pop(key) for key in wanted if key in self._keys}
+        lists = {prefix: self._prefixes.pop(prefix) for prefix in prefixes if prefix in self._prefixes}
+        missing_keys = [key for key in wanted if key not in keys]
+        missing_prefixes = [prefix for prefix in prefixes if prefix not in lists]
+        if missing_keys or missing_prefixes:
+            more_keys, more_lists = self.inner.read_many(missing_keys, missing_prefixes)
+            keys.update(more_keys)
+            lists.update(more_lists)
+        return keys, lists
 
     def txn(self, expect: Mapping[str, int], put: Mapping[str, str] | None = None,
             delete: Iterable[str] = ()) -> bool:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import netaddr
 
@@ -108,8 +108,9 @@ class IpamPlugin:
             collect(conf, client, valid)
 
 
-def assign(conf: NetConf, client: IpamClient, args: CmdArgs) -> Result:
-    """Addresses for one attachment; a repeated ADD returns what the handle already holds."""
+def assign(conf: NetConf, client: IpamClient, args: CmdArgs, also_read: Iterable[str] = ()) -> Result:
+    """Addresses for one attachment; a repeated ADD returns what the handle already holds.
+    `also_read`: keys the caller reads next, fetched with IPAM's first reads (then from client.ds)."""
     handle = handle_id(conf.name, args.container_id)
     workload = Workload.from_cni_args(args.container_id, args.args)
     wanted = requested_addresses(args.args)
@@ -117,7 +118,8 @@ def assign(conf: NetConf, client: IpamClient, args: CmdArgs) -> Result:
         raise CniError(INVALID_NETWORK_CONFIG, "ipam: assign_ipv4 and assign_ipv6 are both false")
     with host_lock(conf.ipam_lock_file):
         client.prefetch_assignment_reads(handle, [v for v, wants in ((4, conf.ipam.wants_ipv4()),
-                                                                     (6, conf.ipam.wants_ipv6())) if wants])
+                                                                     (6, conf.ipam.wants_ipv6())) if wants],
+                                         also_read)
         held = client.addresses_of(handle)
         if held:
             log.info("handle %s already holds %s; returning them", handle, held)

@@ -82,10 +82,11 @@ class IpamClient:
 
     # ------------------------------------------------------------ reads
 
-    def prefetch_assignment_reads(self, handle_id: str, versions: Iterable[int]) -> None:
+    def prefetch_assignment_reads(self, handle_id: str, versions: Iterable[int], also: Iterable[str] = ()) -> None:
         """Read up front, in one round trip, what an assignment reads first: its handle, the IPAM
-        config, the pools and this node's affinities (each served once; see Prefetched)."""
-        self.ds = Prefetched(self.ds, [keys.handle(handle_id), keys.IPAM_CONFIG],
+        config, the pools and this node's affinities, and the caller's keys `also` (each served
+        once, from `self.ds`; see Prefetched)."""
+        self.ds = Prefetched(self.ds, [keys.handle(handle_id), keys.IPAM_CONFIG, *also],
                              [keys.resource_prefix("ippools"), *(keys.affinity_prefix(self.node, v) for v in versions)])
 
     def config(self) -> IPAMConfig:

@@ -128,7 +128,7 @@ class CalicoPlugin:
             raise CniError(DATAPLANE_FAILURE, f"interface {att.args.ifname} already exists in {att.args.netns}",
                            "a container has one interface of a name; DEL the old attachment first")
         step("ipam")
-        addresses = self._ipam_add(att, ds, undo)
+        addresses, ds = self._ipam_add(att, ds, undo)  # ds: now serving the endpoint's keys, read with IPAM's
         step("veth")
         try:
             host.create_veth(att.host_ifname, att.args.ifname, container, att.conf.mtu, HOST_MAC)
@@ -150,10 +150,15 @@ class CalicoPlugin:
         step("done")
         return _result(att, host_link.name, container_link.mac, addresses)
 
-    def _ipam_add(self, att: Attachment, ds: Datastore, undo: UndoStack) -> list[netaddr.IPNetwork]:
+    def _ipam_add(self, att: Attachment, ds: Datastore,
+                  undo: UndoStack) -> tuple[list[netaddr.IPNetwork], Datastore]:
+        """The attachment's addresses, and the store to go on with: with calico-ipam, one that
+        already holds the endpoint and profile keys (read in IPAM's first round trip)."""
         if att.uses_calico_ipam:
             client = IpamClient(ds, att.node)
-            result = calico_ipam.assign(att.conf, client, att.args)
+            result = calico_ipam.assign(att.conf, client, att.args,
+                                        also_read=[att.endpoint_key, profile_key(_endpoint_profile(att))])
+            ds = client.ds
             handle = f"{att.conf.name}.{att.args.container_id}"
             undo.push(f"IPAM handle {handle}", lambda: client.release_handle(handle))
         else:
@@ -161,7 +166,7 @@ class CalicoPlugin:
             undo.push(f"IPAM plugin {att.conf.ipam.type}", lambda: delegate(att.conf.ipam.type, "DEL", att.args))
         if not result.ips:
             raise CniError(DELEGATE_FAILURE, f"IPAM {att.conf.ipam.type} returned no address")
-        return [netaddr.IPNetwork(ip.address) for ip in result.ips]
+        return [netaddr.IPNetwork(ip.address) for ip in result.ips], ds
 
     @staticmethod
     def _configure_host_side(host: Netns, ifname: str, addresses: list[netaddr.IPNetwork]) -> None:
@@ -191,7 +196,7 @@ class CalicoPlugin:
 
     def _write_endpoint(self, att: Attachment, ds: Datastore, undo: UndoStack, mac: str,
                         addresses: list[netaddr.IPNetwork]) -> None:
-        profile = f"kns.{att.workload.namespace}" if att.workload.pod else att.conf.name
+        profile = _endpoint_profile(att)
         namespace = endpoint_namespace(att.workload)
         name = att.endpoint_name
         wep = WorkloadEndpoint(
@@ -277,6 +282,11 @@ def _must(link: Any, name: str) -> Any:
     return link
 
 
+def _endpoint_profile(att: Attachment) -> str:
+    """A pod's namespace profile (`kns.<namespace>`), else the network's (named after it)."""
+    return f"kns.{att.workload.namespace}" if att.workload.pod else att.conf.name
+
+
 def _host_route(address: netaddr.IPNetwork) -> netaddr.IPNetwork:
     """The workload's address narrowed to a host route: /32 or /128."""
     return netaddr.IPNetwork(f"{address.ip}/{32 if address.version == 4 else 128}")
@@ -316,7 +326,7 @@ class _Background:
 
 def _write_with_profile(ds: Datastore, key: str, endpoint: str, profile: str) -> None:
     """Write the endpoint, and its network's allow-all profile when that does not exist yet, in one
-    transaction: two round trips in all. The profile is shared by every endpoint of the network
+    transaction: a read (with calico-ipam, already made with IPAM's first reads) and a write. The profile is shared by every endpoint of the network
     and never undone; an endpoint that changed under us is a retry for the caller."""
     profile_at = profile_key(profile)
     found = ds.get_many([key, profile_at])
@@ -331,10 +341,8 @@ def _write_with_profile(ds: Datastore, key: str, endpoint: str, profile: str) ->
 
 
 def _delete_key(ds: Datastore, key: str) -> None:
-    for _ in range(5):
-        kv = ds.get(key)
-        if kv is None or ds.delete(key, kv.mod_revision):
-            return
+    """Gone whatever it holds, and fine if already gone: one unconditional delete."""
+    ds.txn({}, delete=[key])
 
 
 def _result(att: Attachment, host_ifname: str, container_mac: str, addresses: list[netaddr.IPNetwork]) -> Result:
