@@ -5,7 +5,8 @@ switching the calling *thread* into the namespace and straight back (setns), whi
 pyroute2's forked helper per namespace; nothing else ever runs in a switched thread but
 the socket creation and sysctl file access, so no namespace leaks into other code.
 `Netns(None)` is the namespace the process runs in: the simulated host under
-`ip netns exec`, or the real host under a runtime.
+`ip netns exec`, or the real host under a runtime; `host()` lends one, which a long-lived
+server (calico-node's fast path) keeps for the next call instead of opening a new one.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import contextlib
 import ctypes
 import errno
 import os
+import threading
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -218,3 +220,49 @@ class Netns:
             raise
         except Exception as exc:
             raise CniError(DATAPLANE_FAILURE, f"{what} in {self.label}: {exc}") from exc
+
+
+class _HostSockets:
+    """Idle sockets in the process's own namespace, for reuse (opening and closing one costs
+    about 0.6 ms of CPU: a third of a call's netlink work on the host side)."""
+
+    LIMIT = 16  # more than calico-node's concurrent calls: the rest are closed when returned
+
+    def __init__(self) -> None:
+        self.kept = False
+        self._idle: list[Netns] = []
+        self._lock = threading.Lock()
+
+    def take(self) -> Netns:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        return Netns(None)
+
+    def give_back(self, ns: Netns) -> None:
+        with self._lock:
+            if self.kept and len(self._idle) < self.LIMIT:
+                self._idle.append(ns)
+                return
+        ns.close()
+
+
+_host_sockets = _HostSockets()
+
+
+def keep_host_sockets() -> None:
+    """From now on host() sockets are kept for reuse (a long-lived process only)."""
+    _host_sockets.kept = True
+
+
+@contextlib.contextmanager
+def host() -> Iterator[Netns]:
+    """A socket in the process's own namespace for the body. Kept for the next call only when
+    the body succeeds: after a failure it may hold half a conversation, so it is closed."""
+    ns = _host_sockets.take()
+    try:
+        yield ns
+    except BaseException:
+        ns.close()
+        raise
+    _host_sockets.give_back(ns)

@@ -21,7 +21,7 @@ from typing import Any, Iterator
 import netaddr
 
 from . import ipam as calico_ipam
-from . import keys, logs
+from . import keys, logs, netns
 from .cni_types import CalicoNetConf, Interface, IPConfig, Result, Route, parse_netconf
 from .datastore import Datastore
 from .errors import (
@@ -102,7 +102,7 @@ class CalicoPlugin:
 
     def add(self, args: CmdArgs) -> dict[str, Any]:
         # The undo stack unwinds while the netlink sockets its steps use are still open.
-        with self._session(args) as (att, ds), Netns(None) as host, Netns(args.netns) as container:
+        with self._session(args) as (att, ds), netns.host() as host, Netns(args.netns) as container:
             undo = UndoStack()
             try:
                 result = self._add(att, ds, host, container, undo)
@@ -245,7 +245,7 @@ class CalicoPlugin:
                 calico_ipam.check(att.conf, IpamClient(ds, att.node), args.container_id)
             else:
                 delegate(att.conf.ipam.type, "CHECK", args)
-            with Netns(None) as host, Netns(args.netns) as container:
+            with netns.host() as host, Netns(args.netns) as container:
                 _check_container(container, args.ifname, addresses)
                 _check_host(host, att.host_ifname, addresses)
             _check_endpoint(ds, att, addresses)
@@ -293,7 +293,7 @@ def _host_route(address: netaddr.IPNetwork) -> netaddr.IPNetwork:
 
 
 def _delete_host_veth(name: str) -> bool:
-    with Netns(None) as host:
+    with netns.host() as host:
         return host.delete_link(name)  # takes the container side and /32 route with it
 
 

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from .. import fastpath, logs, skel
+from .. import fastpath, logs, netns, skel
 from ..datastore import Datastore
 from ..errors import INTERNAL, CniError
 
@@ -89,6 +89,7 @@ class CniServer:
         import importlib
 
         importlib.import_module("pyroute2")  # warm: the first call must not pay for this import
+        netns.keep_host_sockets()  # this process lives on: its host-side netlink sockets are reused
 
         logs.keep_process_logging()  # a served call must not re-point the agent's logs
         ipam = IpamPlugin(self.pool.factory)
