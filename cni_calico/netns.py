@@ -5,8 +5,8 @@ switching the calling *thread* into the namespace and straight back (setns), whi
 pyroute2's forked helper per namespace; nothing else ever runs in a switched thread but
 the socket creation and sysctl file access, so no namespace leaks into other code.
 `Netns(None)` is the namespace the process runs in: the simulated host under
-`ip netns exec`, or the real host under a runtime; `host()` lends one, which a long-lived
-server (calico-node's fast path) keeps for the next call instead of opening a new one.
+`ip netns exec`, or the real host under a runtime; `host()` lends one, which calico-node's CNI
+workers keep for their next call instead of opening a new one.
 """
 
 from __future__ import annotations
@@ -222,47 +222,31 @@ class Netns:
             raise CniError(DATAPLANE_FAILURE, f"{what} in {self.label}: {exc}") from exc
 
 
-class _HostSockets:
-    """Idle sockets in the process's own namespace, for reuse (opening and closing one costs
-    about 0.6 ms of CPU: a third of a call's netlink work on the host side)."""
-
-    LIMIT = 16  # more than calico-node's concurrent calls: the rest are closed when returned
-
-    def __init__(self) -> None:
-        self.kept = False
-        self._idle: list[Netns] = []
-        self._lock = threading.Lock()
-
-    def take(self) -> Netns:
-        with self._lock:
-            if self._idle:
-                return self._idle.pop()
-        return Netns(None)
-
-    def give_back(self, ns: Netns) -> None:
-        with self._lock:
-            if self.kept and len(self._idle) < self.LIMIT:
-                self._idle.append(ns)
-                return
-        ns.close()
+# pyroute2 keeps a socket and an event loop per thread that uses an IPRoute (thread-local), so a
+# socket can only be kept for reuse by the thread that made it: calico-node's CNI workers, which
+# serve call after call, keep one each. Any other thread gets a fresh one, closed after use.
+_kept = threading.local()
 
 
-_host_sockets = _HostSockets()
-
-
-def keep_host_sockets() -> None:
-    """From now on host() sockets are kept for reuse (a long-lived process only)."""
-    _host_sockets.kept = True
+def keep_host_socket() -> None:
+    """The calling thread keeps its host() socket between uses (a long-lived worker only)."""
+    _kept.enabled = True
 
 
 @contextlib.contextmanager
 def host() -> Iterator[Netns]:
-    """A socket in the process's own namespace for the body. Kept for the next call only when
-    the body succeeds: after a failure it may hold half a conversation, so it is closed."""
-    ns = _host_sockets.take()
+    """A socket in the process's own namespace for the body. A keeping thread gets its kept one
+    again after a body that succeeded; after a failure it may hold half a conversation, so it is
+    closed. Opening and closing one costs about 0.6 ms of CPU."""
+    keep = getattr(_kept, "enabled", False)
+    ns = (getattr(_kept, "ns", None) if keep else None) or Netns(None)
+    _kept.ns = None
     try:
         yield ns
     except BaseException:
         ns.close()
         raise
-    _host_sockets.give_back(ns)
+    if keep:
+        _kept.ns = ns
+    else:
+        ns.close()

@@ -72,3 +72,22 @@ def test_an_accepted_call_that_times_out_is_error_11_and_not_run_again(lab: Lab,
     assert status == 1 and out is not None and out["code"] == 11 and "did not answer" in out["msg"]
     assert out["cniVersion"] == conf["cniVersion"]
     assert took < 30  # an in-process second attempt would have hung at the same step for minutes
+
+
+def test_serving_many_calls_keeps_the_agents_descriptors_flat(lab: Lab) -> None:
+    """Each worker keeps one netlink socket; nothing is left behind per call (pyroute2 opens a
+    socket and an event loop for every thread that uses an IPRoute, so sharing one across the
+    calls' threads once leaked two descriptors per call)."""
+    assert lab.agent is not None
+    fds = f"/proc/{lab.agent.pid}/fd"  # `ip netns exec` execs calico-node: the same process
+
+    def cycles(start: int, count: int) -> None:
+        for n in range(start, start + count):
+            netns = lab.pod(f"fd{n}")
+            assert lab.cni("ADD", lab.conf(), container_id=f"fd{n}", netns=netns)[0] == 0
+            assert lab.cni("DEL", lab.conf(), container_id=f"fd{n}", netns=netns)[0] == 0
+
+    cycles(0, 5)  # warm: the workers and their sockets exist now
+    before = len(os.listdir(fds))
+    cycles(5, 20)
+    assert len(os.listdir(fds)) - before <= 8, "descriptors grew with the calls"

@@ -1,8 +1,9 @@
 """The CNI fast path, served by calico-node: the same handlers as the executables, kept warm.
 
-A root-only unix socket (mode 0600, and the peer's uid is checked); one thread per call, at
-most `workers` at once (more wait for a slot); the etcd connection is opened once per set of
-endpoints and kept. Each call goes through `skel.run` exactly as in a standalone process, so
+A root-only unix socket (mode 0600, and the peer's uid is checked); a thread per connection
+reads the request and hands it to one of `workers` long-lived threads (more wait their turn),
+each keeping its netlink socket in the host namespace between calls; the etcd connection is
+opened once per set of endpoints and kept. Each call goes through `skel.run` exactly as in a standalone process, so
 both paths give the same answers.
 """
 
@@ -16,6 +17,7 @@ import socket
 import struct
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
@@ -76,7 +78,8 @@ class DatastorePool:
 class CniServer:
     def __init__(self, path: str | Path, workers: int = 8) -> None:
         self.path = Path(path)
-        self.slots = threading.BoundedSemaphore(workers)
+        self.workers = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cni-worker",
+                                          initializer=netns.keep_host_socket)
         self.pool = DatastorePool()
         self.served = 0
         self._sock: socket.socket | None = None
@@ -89,7 +92,6 @@ class CniServer:
         import importlib
 
         importlib.import_module("pyroute2")  # warm: the first call must not pay for this import
-        netns.keep_host_sockets()  # this process lives on: its host-side netlink sockets are reused
 
         logs.keep_process_logging()  # a served call must not re-point the agent's logs
         ipam = IpamPlugin(self.pool.factory)
@@ -125,15 +127,18 @@ class CniServer:
                     log.warning("fast path: refused a caller with another uid")
                     return
                 plugin, env, stdin = fastpath.read_request(conn)
-                with self.slots:
-                    started = time.monotonic()
-                    status, out = self.handle(plugin, env, stdin)
-                    log.info("served %s %s in %.1f ms (status %d)", plugin, env.get("CNI_COMMAND"),
-                             1000 * (time.monotonic() - started), status)
+                status, out = self.workers.submit(self._timed_handle, plugin, env, stdin).result()
                 conn.sendall(fastpath.encode_reply(status, out))
                 self.served += 1
             except (OSError, ValueError, KeyError, ConnectionError) as exc:
                 log.warning("fast path: dropped a call: %s", exc)
+
+    def _timed_handle(self, plugin: str, env: dict[str, str], stdin: bytes) -> tuple[int, str]:
+        started = time.monotonic()
+        status, out = self.handle(plugin, env, stdin)
+        log.info("served %s %s in %.1f ms (status %d)", plugin, env.get("CNI_COMMAND"),
+                 1000 * (time.monotonic() - started), status)
+        return status, out
 
     def handle(self, plugin: str, env: dict[str, str], stdin: bytes) -> tuple[int, str]:
         load = self._handlers.get(plugin)
@@ -149,4 +154,5 @@ class CniServer:
             self._sock.close()
             self._sock = None
             self.path.unlink(missing_ok=True)
+        self.workers.shutdown(wait=False)
         self.pool.close()
