@@ -3,7 +3,10 @@
 ADD: addresses from IPAM (calico-ipam in process, any other IPAM plugin by exec), a veth pair
 (`cali...` on the host with MAC ee:ee:ee:ee:ee:ee, proxy ARP and a /32 route; CNI_IFNAME in the
 container with /32 addresses and a default route via 169.254.1.1), then the WorkloadEndpoint in
-etcd. Every side effect pushes its inverse on an undo stack, unwound if a later step fails.
+etcd. IPAM's etcd work overlaps the making of the veth pair, and the endpoint's write overlaps the
+addresses and routes going in (threads; the calling one keeps all the netlink work). Every side
+effect pushes its inverse on an undo stack, unwound if a later step fails; the unwinding first
+waits for work still in flight.
 """
 
 from __future__ import annotations
@@ -128,8 +131,12 @@ class CalicoPlugin:
             raise CniError(DATAPLANE_FAILURE, f"interface {att.args.ifname} already exists in {att.args.netns}",
                            "a container has one interface of a name; DEL the old attachment first")
         step("ipam")
-        addresses, ds = self._ipam_add(att, ds, undo)  # ds: now serving the endpoint's keys, read with IPAM's
-        step("veth")
+        # IPAM talks to etcd on a thread while this one builds the veth pair, which needs no
+        # address. On a failure the undo waits for IPAM first: what it took is then on the stack
+        # (IPAM pushes its own undo when it finishes) and is released too.
+        ipam = _Background(lambda: self._ipam_add(att, ds, undo))
+        undo.push("IPAM in flight", ipam.settle)
+        step("wire")
         try:
             host.create_veth(att.host_ifname, att.args.ifname, container, att.conf.mtu, HOST_MAC)
         except LinkExists:  # left by an attachment that was never deleted: the name is ours
@@ -137,16 +144,22 @@ class CalicoPlugin:
             log.warning("replaced a stale host interface %s", att.host_ifname)
             host.create_veth(att.host_ifname, att.args.ifname, container, att.conf.mtu, HOST_MAC)
         undo.push(f"host veth {att.host_ifname}", lambda: host.delete_link(att.host_ifname))
-        step("sysctl")
         host_link = _must(host.link(att.host_ifname), att.host_ifname)
-        self._configure_host_side(host, att.host_ifname, addresses)
         container_link = _must(container.link(att.args.ifname), att.args.ifname)
+        addresses, ds = ipam.result()  # ds: now serving the endpoint's keys, read with IPAM's
+        step("veth")
+        # Everything the endpoint says is known now: it is written while the addresses and
+        # routes go in (same undo pattern as IPAM's).
+        endpoint = _Background(lambda: self._write_endpoint(att, ds, undo, container_link.mac, addresses))
+        undo.push("endpoint write in flight", endpoint.settle)
+        step("sysctl")
+        self._configure_host_side(host, att.host_ifname, addresses)
         self._configure_container_side(container, container_link.index, att, addresses)
         step("route")
         for address in addresses:  # removed with the veth by the undo above
             host.add_route(_host_route(address), host_link.index)
         step("endpoint")
-        self._write_endpoint(att, ds, undo, container_link.mac, addresses)
+        endpoint.result()
         step("done")
         return _result(att, host_link.name, container_link.mac, addresses)
 
@@ -226,7 +239,7 @@ class CalicoPlugin:
                     delegate(att.conf.ipam.type, "DEL", args)
                 _delete_key(ds, att.endpoint_key)
             except BaseException:
-                veth.wait_quietly()  # the datastore failure is the one to report
+                veth.settle()  # the datastore failure is the one to report
                 raise
             had_veth = veth.result()
             if not had_veth and args.netns and os.path.exists(args.netns):
@@ -303,6 +316,7 @@ class _Background:
     def __init__(self, call: Any) -> None:
         self._value: Any = None
         self._error: BaseException | None = None
+        self._taken = False  # result() has handed the outcome to the caller
         self._thread = threading.Thread(target=self._run, args=(call,), daemon=True)
         self._thread.start()
 
@@ -314,13 +328,16 @@ class _Background:
 
     def result(self) -> Any:
         self._thread.join()
+        self._taken = True
         if self._error is not None:
             raise self._error
         return self._value
 
-    def wait_quietly(self) -> None:
+    def settle(self) -> None:
+        """Wait for the call; a failure nobody took with result() is logged (another failure is
+        the one being reported)."""
         self._thread.join()
-        if self._error is not None:
+        if self._error is not None and not self._taken:
             log.warning("also failed: %s", self._error)
 
 

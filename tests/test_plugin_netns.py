@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from typing import Any, Iterator
 
 import pytest
@@ -163,7 +164,9 @@ def test_existing_interface_in_container_is_an_error(lab: Lab, etcd_store: EtcdD
     assert etcd_store.list(keys.HANDLE_PREFIX) == [] and lab.host_links() == BASE_LINKS
 
 
-@pytest.mark.parametrize("step", ["ipam", "veth", "sysctl", "route", "endpoint", "done"])
+# "wire" fails while IPAM is still talking to etcd on its thread, "sysctl" and "route" while the
+# endpoint is being written on its own: the undo waits for them and removes what they made.
+@pytest.mark.parametrize("step", ["ipam", "wire", "veth", "sysctl", "route", "endpoint", "done"])
 def test_failure_at_each_step_of_add_leaves_nothing_behind(lab: Lab, etcd_store: EtcdDatastore, step: str) -> None:
     netns = lab.pod("victim")
     status, out, err = lab.cni("ADD", lab.conf(), container_id="cid-v", netns=netns,
@@ -172,8 +175,13 @@ def test_failure_at_each_step_of_add_leaves_nothing_behind(lab: Lab, etcd_store:
     assert lab.host_links() == BASE_LINKS
     assert "10.100." not in lab.host_routes()
     assert "eth0" not in sh("ip", "-n", os.path.basename(netns), "-o", "link").stdout
-    assert etcd_store.list(keys.HANDLE_PREFIX) == []
-    assert etcd_store.list(keys.resource_prefix("workloadendpoints")) == []
+    deadline = time.monotonic() + 0.5  # and nothing appears later: no work outlives the answer
+    while True:
+        assert etcd_store.list(keys.HANDLE_PREFIX) == []
+        assert etcd_store.list(keys.resource_prefix("workloadendpoints")) == []
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
 
 
 def test_stale_host_veth_is_replaced(lab: Lab) -> None:
