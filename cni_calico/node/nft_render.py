@@ -103,10 +103,16 @@ def _addr_type(version: int) -> str:
     return "ipv4_addr" if version == 4 else "ipv6_addr"
 
 
+@functools.lru_cache(maxsize=65536)
+def _network(cidr: str) -> Network:
+    """Parsed once: every render sees the same endpoint addresses and policy nets again."""
+    return ipaddress.ip_network(cidr, strict=False)
+
+
 def _networks(cidrs: Iterable[str], version: int) -> list[Network]:
     """Those of `version`, deduplicated, without any network inside another (nft refuses
     overlapping intervals), sorted by address."""
-    nets = sorted({n for n in (ipaddress.ip_network(c, strict=False) for c in cidrs) if n.version == version},
+    nets = sorted({n for n in (_network(c) for c in cidrs) if n.version == version},
                   key=lambda n: (int(n.network_address), n.prefixlen))
     kept: list[Network] = []
     for net in nets:
