@@ -343,8 +343,9 @@ class _Background:
 
 def _write_with_profile(ds: Datastore, key: str, endpoint: str, profile: str) -> None:
     """Write the endpoint, and its network's allow-all profile when that does not exist yet, in one
-    transaction: a read (with calico-ipam, already made with IPAM's first reads) and a write. The profile is shared by every endpoint of the network
-    and never undone; an endpoint that changed under us is a retry for the caller."""
+    transaction: a read (with calico-ipam, already made with IPAM's first reads) and a write. The
+    profile is shared by every endpoint of the network and never undone; an endpoint that changed
+    under us is a retry for the caller."""
     profile_at = profile_key(profile)
     found = ds.get_many([key, profile_at])
     expect = {key: found[key].mod_revision if found[key] else 0}

@@ -18,6 +18,7 @@ from typing import Any, Iterator
 
 import pytest
 
+from cni_calico.lab.cluster import NETNS_DIR
 from cni_calico.node.nft_apply import NftCommand, NftDataplane, NftError, NftLibrary, default_runner
 from cni_calico.node.nft_render import render
 from cni_calico.node.nft_ruleset import full_script, update_script
@@ -201,7 +202,7 @@ RUNNERS = ["library", "program"]
 def _runner(netns: Netns, kind: str) -> Any:
     """How the agent applies (nftables' library in-process), or the nft program it falls back to."""
     if kind == "library":
-        return NftLibrary(f"/var/run/netns/{netns.name}")
+        return NftLibrary(f"{NETNS_DIR}/{netns.name}")
     return NftCommand(["ip", "netns", "exec", netns.name, "nft"])
 
 
@@ -246,7 +247,7 @@ def test_a_refusal_keeps_nothing_half_done(netns: Netns) -> None:
 def test_the_library_refuses_what_the_program_refuses(netns: Netns) -> None:
     bad = "add table inet calico\nadd element inet calico nosuchset { 10.0.0.1 }\n"
     with pytest.raises(NftError) as by_library:
-        NftLibrary(f"/var/run/netns/{netns.name}").run(bad)
+        NftLibrary(f"{NETNS_DIR}/{netns.name}").run(bad)
     with pytest.raises(NftError) as by_program:
         NftCommand(["ip", "netns", "exec", netns.name, "nft"]).run(bad)
     for refused in (by_library.value, by_program.value):  # (the library's context line differs)
@@ -257,7 +258,7 @@ def test_the_library_refuses_what_the_program_refuses(netns: Netns) -> None:
 def test_the_library_acts_in_its_namespace_only(netns: Netns) -> None:
     table = f"cclib{uuid.uuid4().hex[:8]}"
     own = os.readlink("/proc/thread-self/ns/net")
-    library = NftLibrary(f"/var/run/netns/{netns.name}")
+    library = NftLibrary(f"{NETNS_DIR}/{netns.name}")
     library.run(f"add table inet {table}\n")
     library.run(f"add chain inet {table} c\n")  # and again: the context stays in that namespace
     assert os.readlink("/proc/thread-self/ns/net") == own  # the thread came back

@@ -21,6 +21,7 @@ from typing import Any
 
 from .. import v3
 from ..node.nft_apply import NftCommand, NftDataplane, NftLibrary
+from .cluster import NETNS_DIR
 from ..node.nft_render import iptables_equivalent, render
 from ..node.nft_ruleset import counts
 from ..node.policy_model import Endpoint, Policy, PolicyState
@@ -67,7 +68,7 @@ def measure(endpoints: int = 1000, policies: int = 100, repeats: int = 5) -> dic
     netns = f"ccpolbench{os.getpid()}-{uuid.uuid4().hex[:4]}"
     subprocess.run(["ip", "netns", "add", netns], check=True, capture_output=True)
     try:
-        library = NftLibrary(f"/var/run/netns/{netns}")  # as calico-node applies
+        library = NftLibrary(f"{NETNS_DIR}/{netns}")  # as calico-node applies
         dataplane = NftDataplane(library)
         render_s, ruleset = _timed(lambda: render(state))
         full_s, how = _timed(lambda: dataplane.apply(ruleset))

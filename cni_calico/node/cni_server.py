@@ -3,8 +3,8 @@
 A root-only unix socket (mode 0600, and the peer's uid is checked); a thread per connection
 reads the request and hands it to one of `workers` long-lived threads (more wait their turn),
 each keeping its netlink socket in the host namespace between calls; the etcd connection is
-opened once per set of endpoints and kept. Each call goes through `skel.run` exactly as in a standalone process, so
-both paths give the same answers.
+opened once per set of endpoints and kept. Each call goes through `skel.run` exactly as in a
+standalone process, so both paths give the same answers.
 """
 
 from __future__ import annotations
@@ -132,6 +132,8 @@ class CniServer:
                 self.served += 1
             except (OSError, ValueError, KeyError, ConnectionError) as exc:
                 log.warning("fast path: dropped a call: %s", exc)
+            except RuntimeError as exc:  # the workers were shut down: calico-node is stopping
+                log.warning("fast path: dropped a call while stopping: %s", exc)
 
     def _timed_handle(self, plugin: str, env: dict[str, str], stdin: bytes) -> tuple[int, str]:
         started = time.monotonic()

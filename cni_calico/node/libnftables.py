@@ -27,6 +27,12 @@ class LibraryUnavailable(Exception):
     pass
 
 
+def refusal(error_text: str, fallback: str) -> NftError:
+    """nft's error output (the program's stderr or the library's error buffer) as one line."""
+    lines = [line for line in error_text.splitlines() if line.strip()]
+    return NftError("; ".join(lines[:3]) or fallback)
+
+
 def _bind(lib: Any) -> None:
     lib.nft_ctx_new.restype = ctypes.c_void_p
     lib.nft_ctx_new.argtypes = [ctypes.c_uint32]
@@ -67,8 +73,7 @@ class NftLibrary:
             self._lib.nft_ctx_get_output_buffer(self._ctx)  # read (and so reset) every time
             error = (self._lib.nft_ctx_get_error_buffer(self._ctx) or b"").decode(errors="replace")
         if status != 0:
-            lines = [line for line in error.splitlines() if line.strip()]
-            raise NftError("; ".join(lines[:3]) or f"libnftables returned {status}")
+            raise refusal(error, f"libnftables returned {status}")
 
     def close(self) -> None:
         with self._lock:

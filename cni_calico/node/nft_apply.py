@@ -15,7 +15,7 @@ import logging
 import subprocess
 from typing import Protocol, Sequence
 
-from .libnftables import LibraryUnavailable, NftError, NftLibrary
+from .libnftables import LibraryUnavailable, NftError, NftLibrary, refusal
 from .nft_ruleset import FAMILY, TABLE, Ruleset, full_script, update_script
 
 log = logging.getLogger(__name__)
@@ -40,8 +40,7 @@ class NftCommand:
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise NftError(f"cannot run {self.command[-1]}: {exc}") from None
         if proc.returncode != 0:
-            lines = [line for line in proc.stderr.splitlines() if line.strip()]
-            raise NftError("; ".join(lines[:3]) or f"{self.command[-1]} exited with {proc.returncode}")
+            raise refusal(proc.stderr, f"{self.command[-1]} exited with {proc.returncode}")
 
     def __repr__(self) -> str:
         return f"NftCommand({' '.join(self.command)})"
