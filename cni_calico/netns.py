@@ -21,7 +21,7 @@ from typing import Any, Iterator
 
 import netaddr
 
-from .errors import DATAPLANE_FAILURE, UNKNOWN_CONTAINER, CniError
+from .errors import DATAPLANE_FAILURE, INVALID_ENVIRONMENT, UNKNOWN_CONTAINER, CniError
 
 CLONE_NEWNET = 0x40000000
 SCOPE_LINK = 253
@@ -47,7 +47,10 @@ def entered(path: str | None) -> Iterator[None]:
         raise CniError(UNKNOWN_CONTAINER, f"network namespace {path} does not exist", str(exc)) from None
     origin = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
-        _setns(target)
+        try:
+            _setns(target)
+        except OSError as exc:  # EINVAL: the path is no network namespace
+            raise CniError(INVALID_ENVIRONMENT, f"{path} is not a network namespace", str(exc)) from None
         try:
             yield
         finally:

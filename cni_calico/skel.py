@@ -11,7 +11,7 @@ import json
 import logging
 import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import IO, Any, Callable, Mapping, Protocol
 
 from .errors import (
@@ -24,6 +24,7 @@ from .errors import (
     CniError,
 )
 
+from .netns_path import NetnsPath, inspect as inspect_netns
 from .versions import LATEST_VERSION, SUPPORTED_VERSIONS, VERSION_REPLY  # noqa: F401 (re-exported)
 
 # Environment each command needs (CNI spec 1.1.0, "Parameters" per operation).
@@ -121,6 +122,27 @@ def _cmd_args(command: str, env: Mapping[str, str], stdin_data: bytes, config: d
     )
 
 
+def _checked_netns(args: CmdArgs) -> CmdArgs:
+    """Refuse a CNI_NETNS that is the plugin's own namespace (as the CNI library does: acting on it
+    would configure or delete the host's own interfaces) or, to ADD and CHECK, one that is no
+    network namespace at all. DEL goes on without it: the host side is cleaned up as when the
+    namespace is gone, so a runtime can always remove the attachment."""
+    if not args.netns:
+        return args
+    kind = inspect_netns(args.netns)
+    if kind is NetnsPath.OWN:
+        raise CniError(INVALID_ENVIRONMENT, f"CNI_NETNS {args.netns} is the plugin's own network namespace",
+                       "a container's network namespace must not be the host's")
+    if kind is NetnsPath.NOT_A_NETNS:
+        if args.command == "DEL":
+            log.warning("CNI_NETNS %s is not a network namespace: cleaning up the host side only", args.netns)
+            return replace(args, netns="")
+        if args.command in ("ADD", "CHECK"):
+            raise CniError(INVALID_ENVIRONMENT, f"CNI_NETNS {args.netns} is not a network namespace",
+                           "expected a path like /var/run/netns/<name> or /proc/<pid>/ns/net")
+    return args
+
+
 def _read_stdin(stdin: IO[Any]) -> bytes:
     try:
         data = stdin.read()
@@ -182,7 +204,7 @@ def run(load_handlers: Callable[[], Handlers], env: Mapping[str, str], stdin: IO
             reply_version = LATEST_VERSION
         _check_version(command, config.get("cniVersion", "0.1.0"))
         _validate_network_name(config)
-        args = _cmd_args(command, env, stdin_data, config)
+        args = _checked_netns(_cmd_args(command, env, stdin_data, config))
         handlers = load_handlers()
         result = _dispatch(handlers, args)
         if result is not None:

@@ -333,3 +333,68 @@ def test_two_hosts_on_one_pool_use_different_blocks(lab: Lab, etcd_server: Priva
         assert block_here != block_there
     finally:
         other.stop()
+
+
+def _no_traceback(lab: Lab, err: str) -> None:
+    assert "Traceback" not in err
+    if lab.fast_path:  # a served call logs into the agent's log
+        assert "Traceback" not in open(f"{lab.workdir}/agent.log").read()
+
+
+@pytest.fixture
+def not_a_netns(tmp_path: Any) -> Iterator[list[str]]:
+    """Paths a runtime may leave behind in CNI_NETNS: a plain file, a directory, a file on another
+    filesystem (tmpfs), a character device."""
+    plain = tmp_path / "plain-file"
+    plain.write_text("")
+    shm = f"/dev/shm/cc-not-netns-{os.getpid()}"
+    open(shm, "w").close()
+    try:
+        yield [str(plain), str(tmp_path), shm, "/dev/null"]
+    finally:
+        os.unlink(shm)
+
+
+def test_add_into_a_path_that_is_not_a_netns_is_error_4_and_changes_nothing(
+        lab: Lab, etcd_store: EtcdDatastore, not_a_netns: list[str]) -> None:
+    for path in not_a_netns:
+        before = [(kv.key, kv.mod_revision) for kv in etcd_store.list("/calico")]
+        status, out, err = lab.cni("ADD", lab.conf(), container_id="cid-nn", netns=path)
+        assert status == 1 and out is not None and out["code"] == 4, (path, out, err)
+        assert out["msg"] == f"CNI_NETNS {path} is not a network namespace"
+        _no_traceback(lab, err)
+        assert [(kv.key, kv.mod_revision) for kv in etcd_store.list("/calico")] == before
+        assert lab.host_links() == BASE_LINKS
+
+
+def test_del_with_a_netns_path_that_is_not_a_netns_cleans_the_host_side(
+        lab: Lab, etcd_store: EtcdDatastore, not_a_netns: list[str]) -> None:
+    for n, path in enumerate(not_a_netns):
+        cid, pod = f"cid-gone{n}", f"gone{n}"
+        _, result = add_pod(lab, pod, cid)
+        args = K8S_ARGS.format(pod=pod, cid=cid)
+        for _ in range(2):  # and again, as a runtime retrying would
+            status, out, err = lab.cni("DEL", lab.conf(), container_id=cid, netns=path, args=args)
+            assert (status, out) == (0, None), (path, out, err)
+            _no_traceback(lab, err)
+        assert lab.host_links() == BASE_LINKS
+        assert ip_of(result) not in lab.host_routes()
+        assert etcd_store.list(keys.resource_prefix("workloadendpoints")) == []
+        assert etcd_store.list(keys.HANDLE_PREFIX) == []
+
+
+@pytest.mark.parametrize("command", ["ADD", "CHECK", "DEL"])
+def test_the_plugins_own_netns_is_refused_and_the_host_keeps_its_interfaces(
+        lab: Lab, etcd_store: EtcdDatastore, command: str) -> None:
+    # A DEL for a container never added, naming the host's own namespace and one of its
+    # interfaces: acted upon, it would delete the host's uplink.
+    before = [(kv.key, kv.mod_revision) for kv in etcd_store.list("/calico")]
+    conf = lab.conf(prevResult={"cniVersion": "1.0.0", "ips": [{"address": "10.100.0.9/32"}]})
+    for own in ("/proc/self/ns/net", f"/var/run/netns/{lab.host}"):
+        status, out, err = lab.cni(command, conf, container_id="cid-own", netns=own, ifname="uplink")
+        assert status == 1 and out is not None and out["code"] == 4, (own, out, err)
+        assert out["msg"] == f"CNI_NETNS {own} is the plugin's own network namespace"
+        _no_traceback(lab, err)
+    assert lab.host_links() == BASE_LINKS
+    assert "default dev uplink" in lab.host_routes()
+    assert [(kv.key, kv.mod_revision) for kv in etcd_store.list("/calico")] == before
