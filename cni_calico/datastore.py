@@ -15,11 +15,11 @@ import logging
 import os
 import queue
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping, Sequence
 from urllib.parse import urlsplit
 
-from .errors import INVALID_NETWORK_CONFIG, TRY_AGAIN_LATER, CniError
+from .errors import INVALID_NETWORK_CONFIG, CniError, DatastoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -244,11 +244,40 @@ def parse_endpoints(endpoints: str) -> list[EtcdEndpoint]:
     return out
 
 
+@dataclass(frozen=True)
+class EtcdSettings:
+    """Everything that opens an etcd connection, resolved once: equal settings may share one
+    connection. `source` says where the endpoints came from, for messages only."""
+
+    endpoints: str = DEFAULT_ENDPOINT
+    key_file: str | None = None
+    cert_file: str | None = None
+    ca_file: str | None = None
+    source: str = field(default="", compare=False)
+
+    @classmethod
+    def resolve(cls, endpoints: str | None, key_file: str | None, cert_file: str | None, ca_file: str | None,
+                env: Mapping[str, str], *, named: str = "etcd_endpoints") -> EtcdSettings:
+        """Explicit values (a config's, whose endpoints key is `named`) first, then the `ETCD_*`
+        environment variables, then the default endpoint."""
+        if endpoints:
+            source = named
+        elif env.get("ETCD_ENDPOINTS"):
+            endpoints, source = env["ETCD_ENDPOINTS"], "ETCD_ENDPOINTS"
+        else:
+            endpoints, source = DEFAULT_ENDPOINT, "the default, as neither etcd_endpoints nor ETCD_ENDPOINTS is set"
+        return cls(endpoints, key_file or env.get("ETCD_KEY_FILE") or None,
+                   cert_file or env.get("ETCD_CERT_FILE") or None,
+                   ca_file or env.get("ETCD_CA_CERT_FILE") or None, source)
+
+
 class EtcdDatastore(Datastore):
-    """etcd v3 over gRPC; fails over between endpoints; every failure to reach etcd is code 11."""
+    """etcd v3 over gRPC; fails over between endpoints; every failure to reach etcd is
+    DatastoreUnavailable (code 11)."""
 
     def __init__(self, endpoints: str = DEFAULT_ENDPOINT, *, key_file: str | None = None,
-                 cert_file: str | None = None, ca_file: str | None = None, timeout: float = 5.0) -> None:
+                 cert_file: str | None = None, ca_file: str | None = None, timeout: float = 5.0,
+                 source: str = "") -> None:
         from . import etcd_messages
 
         etcd_messages.install()  # etcd3's message modules, built for today's protobuf
@@ -258,6 +287,7 @@ class EtcdDatastore(Datastore):
         self._endpoints = parse_endpoints(endpoints)
         self._tls = (key_file, cert_file, ca_file)
         self._timeout = timeout
+        self._source = source
         for path in self._tls:
             if path and not os.path.isfile(path):
                 raise CniError(INVALID_NETWORK_CONFIG, f"etcd TLS file {path} does not exist")
@@ -291,8 +321,9 @@ class EtcdDatastore(Datastore):
             self._client.close()
             self._current = (self._current + 1) % len(self._endpoints)
             self._client = self._connect(self._endpoints[self._current])
-        raise CniError(TRY_AGAIN_LATER, "etcd is unreachable: " + "; ".join(errors),
-                       "check etcd_endpoints and that etcd is running")
+        where = f" (endpoints from {self._source})" if self._source else ""
+        raise DatastoreUnavailable("etcd is unreachable: " + "; ".join(errors) + where,
+                                   "check the endpoints and that etcd is running")
 
     def _describe(self) -> str:
         ep = self._endpoints[self._current]
@@ -453,13 +484,6 @@ def _prefix_end(prefix: str) -> bytes:
     return bytes(raw)
 
 
-def open_datastore(endpoints: str | None, *, key_file: str | None = None, cert_file: str | None = None,
-                   ca_file: str | None = None, env: Mapping[str, str] | None = None) -> EtcdDatastore:
-    """The datastore a configuration names; `ETCD_*` environment variables fill what it leaves out."""
-    env = env or {}
-    return EtcdDatastore(
-        endpoints or env.get("ETCD_ENDPOINTS") or DEFAULT_ENDPOINT,
-        key_file=key_file or env.get("ETCD_KEY_FILE") or None,
-        cert_file=cert_file or env.get("ETCD_CERT_FILE") or None,
-        ca_file=ca_file or env.get("ETCD_CA_CERT_FILE") or None,
-    )
+def open_datastore(settings: EtcdSettings) -> EtcdDatastore:
+    return EtcdDatastore(settings.endpoints, key_file=settings.key_file, cert_file=settings.cert_file,
+                         ca_file=settings.ca_file, source=settings.source)

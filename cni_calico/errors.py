@@ -47,4 +47,14 @@ class CniError(Exception):
         return out
 
     def __repr__(self) -> str:
-        return f"CniError({self.code}, {self.msg!r}, {self.details!r})"
+        return f"{type(self).__name__}({self.code}, {self.msg!r}, {self.details!r})"
+
+
+class DatastoreUnavailable(CniError):
+    """etcd cannot be reached (code 11): the one failure a caller may wait out and retry.
+
+    calico-node and calicoctl catch this, not CniError, when they mean "etcd is down": any
+    other CniError is a real problem of its own and must be reported as itself."""
+
+    def __init__(self, msg: str, details: str = "") -> None:
+        super().__init__(TRY_AGAIN_LATER, msg, details)

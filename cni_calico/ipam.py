@@ -14,7 +14,7 @@ import netaddr
 
 from . import logs
 from .cni_types import IPConfig, NetConf, Result, parse_netconf
-from .datastore import Datastore, open_datastore
+from .datastore import Datastore, EtcdSettings, open_datastore
 from .errors import (
     CHECK_FAILED,
     INVALID_ENVIRONMENT,
@@ -34,9 +34,13 @@ DatastoreFactory = Callable[[NetConf, Mapping[str, str]], Datastore]
 VALID_ATTACHMENTS = "cni.dev/valid-attachments"
 
 
+def etcd_settings(conf: NetConf, env: Mapping[str, str]) -> EtcdSettings:
+    return EtcdSettings.resolve(conf.etcd_endpoints, conf.etcd_key_file, conf.etcd_cert_file,
+                                conf.etcd_ca_cert_file, env)
+
+
 def datastore_from_conf(conf: NetConf, env: Mapping[str, str]) -> Datastore:
-    return open_datastore(conf.etcd_endpoints, key_file=conf.etcd_key_file, cert_file=conf.etcd_cert_file,
-                          ca_file=conf.etcd_ca_cert_file, env=env)
+    return open_datastore(etcd_settings(conf, env))
 
 
 def requested_addresses(args: Mapping[str, str]) -> list[netaddr.IPAddress]:

@@ -50,7 +50,7 @@ def usable_pools(pools: Sequence[IPPool], version: int, node: str, node_labels: 
     else:
         chosen = sorted((p for p in pools if p.network.version == version and not p.spec.disabled),
                         key=lambda p: (p.network.first, p.network.prefixlen))
-    selected = [p for p in chosen if _selects(p, node_labels)]
+    selected = [p for p in chosen if selects_node(p, node_labels)]
     if not selected:
         which = ", ".join(requested) if requested else f"enabled IPv{version} pools"
         raise CniError(NO_POOLS, f"no IPv{version} pool is usable by node {node!r}",
@@ -58,7 +58,8 @@ def usable_pools(pools: Sequence[IPPool], version: int, node: str, node_labels: 
     return selected
 
 
-def _selects(pool: IPPool, node_labels: Mapping[str, str]) -> bool:
+def selects_node(pool: IPPool, node_labels: Mapping[str, str]) -> bool:
+    """Whether the pool's nodeSelector selects a node with these labels (an invalid one: no)."""
     try:
         return selector.matches(pool.spec.nodeSelector, node_labels)
     except selector.SelectorError as exc:  # a pool written past validation must not break every ADD

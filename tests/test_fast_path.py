@@ -91,3 +91,25 @@ def test_serving_many_calls_keeps_the_agents_descriptors_flat(lab: Lab) -> None:
     before = len(os.listdir(fds))
     cycles(5, 20)
     assert len(os.listdir(fds)) - before <= 8, "descriptors grew with the calls"
+
+
+def test_pooled_connections_are_keyed_on_everything_that_opens_them(tmp_path: Any) -> None:
+    """Two calls differing only in the ETCD_* TLS variables must not share a connection."""
+    from cni_calico.cni_types import CalicoNetConf, parse_netconf
+    from cni_calico.node.cni_server import DatastorePool
+
+    ca_a, ca_b = tmp_path / "ca-a.pem", tmp_path / "ca-b.pem"
+    ca_a.write_text("a")
+    ca_b.write_text("b")
+    conf = parse_netconf({"cniVersion": "1.0.0", "name": "n", "type": "calico",
+                          "etcd_endpoints": "https://127.0.0.1:1"}, CalicoNetConf)
+    pool = DatastorePool()
+    try:
+        first = pool.factory(conf, {"ETCD_CA_CERT_FILE": str(ca_a)})
+        again = pool.factory(conf, {"ETCD_CA_CERT_FILE": str(ca_a)})
+        other = pool.factory(conf, {"ETCD_CA_CERT_FILE": str(ca_b)})
+        assert first._inner is again._inner
+        assert other._inner is not first._inner
+        assert other._inner._tls == (None, None, str(ca_b))
+    finally:
+        pool.close()

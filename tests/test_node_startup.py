@@ -97,16 +97,16 @@ def test_ipip_tunnel_address_is_allocated_recorded_and_released(etcd_store: Etcd
     from cni_calico import admin
     startup.register_node(etcd_store, "n1", netaddr.IPNetwork("192.0.2.11/24"), None)
     plain = admin.create_pool(etcd_store, "plain", "10.80.0.0/16")
-    assert ipip.ensure_tunnel_address(etcd_store, "n1", [plain]) is None
+    assert ipip.ensure_tunnel_address(etcd_store, "n1", [plain], {}) is None
     tunnel = admin.create_pool(etcd_store, "tun", "10.81.0.0/16", ipipMode="Always")
-    address = ipip.ensure_tunnel_address(etcd_store, "n1", [plain, tunnel])
+    address = ipip.ensure_tunnel_address(etcd_store, "n1", [plain, tunnel], {})
     assert address is not None and address in tunnel.network
-    assert ipip.ensure_tunnel_address(etcd_store, "n1", [plain, tunnel]) == address  # stable
+    assert ipip.ensure_tunnel_address(etcd_store, "n1", [plain, tunnel], {}) == address  # stable
     node = Node.model_validate_json(etcd_store.get(node_key("n1")).value)
     assert node.spec.bgp is not None and node.spec.bgp.ipv4IPIPTunnelAddr == str(address)
     client = IpamClient(etcd_store, "n1")
     assert [a.ip for a in client.addresses_of(ipip.handle_id("n1"))] == [address]
-    assert ipip.ensure_tunnel_address(etcd_store, "n1", [plain]) is None  # no IPIP pool left
+    assert ipip.ensure_tunnel_address(etcd_store, "n1", [plain], {}) is None  # no IPIP pool left
     assert client.addresses_of(ipip.handle_id("n1")) == []
     node = Node.model_validate_json(etcd_store.get(node_key("n1")).value)
     assert node.spec.bgp is not None and node.spec.bgp.ipv4IPIPTunnelAddr is None

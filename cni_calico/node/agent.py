@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from ..datastore import Datastore, WatchLost
-from ..errors import CniError
+from ..errors import CniError, DatastoreUnavailable
 from . import startup, view
 from .bird import BirdDaemon
 from .bird_config import render
@@ -157,7 +157,7 @@ class Agent:
                     backoff = 0.5
                 except WatchLost as exc:
                     log.info("watch lost (%s): taking a new snapshot", exc)
-                except CniError as exc:  # etcd unreachable: keep the dataplane as it is and retry
+                except DatastoreUnavailable as exc:  # keep the dataplane as it is and retry
                     self.metrics.inc("calico_node_datastore_errors_total")
                     self.synced = False
                     log.warning("%s; retrying in %.1f s", exc.msg, backoff)
@@ -261,8 +261,15 @@ class Agent:
     def _sync_ipip(self) -> None:
         from .ipip import TUNNEL_DEVICE, ensure_tunnel_address
 
-        pools = view.pools(self.cache)
-        address = ensure_tunnel_address(self.ds, self.name, pools)
+        me = view.nodes(self.cache).get(self.name)
+        try:
+            address = ensure_tunnel_address(self.ds, self.name, view.pools(self.cache),
+                                            me.metadata.labels if me else {})
+        except DatastoreUnavailable:
+            raise
+        except CniError as exc:  # e.g. an exhausted IPIP pool: a problem of IPIP's, routing carries on
+            self._problem("ipip", f"IPIP: no tunnel address: {exc.msg}")
+            return
         if address is None:
             self.problems.pop("ipip", None)
             return
@@ -347,7 +354,7 @@ class Agent:
             try:
                 action()
                 return
-            except CniError as exc:
+            except DatastoreUnavailable as exc:
                 if self.stop.is_set():
                     raise
                 self.metrics.inc("calico_node_datastore_errors_total")

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .. import fastpath, logs, netns, skel
-from ..datastore import Datastore
+from ..datastore import Datastore, EtcdSettings
 from ..errors import INTERNAL, CniError
 
 log = logging.getLogger(__name__)
@@ -56,17 +56,17 @@ class _Shared:
 class DatastorePool:
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._stores: dict[tuple[Any, ...], Datastore] = {}
+        self._stores: dict[EtcdSettings, Datastore] = {}
 
     def factory(self, conf: Any, env: Any) -> Any:
-        from ..ipam import datastore_from_conf
+        from ..datastore import open_datastore
+        from ..ipam import etcd_settings
 
-        key = (conf.etcd_endpoints or env.get("ETCD_ENDPOINTS"), conf.etcd_key_file, conf.etcd_cert_file,
-               conf.etcd_ca_cert_file)
+        settings = etcd_settings(conf, env)  # everything that opens it, the ETCD_* variables too
         with self._lock:
-            if key not in self._stores:
-                self._stores[key] = datastore_from_conf(conf, env)
-            return _Shared(self._stores[key])
+            if settings not in self._stores:
+                self._stores[settings] = open_datastore(settings)
+            return _Shared(self._stores[settings])
 
     def close(self) -> None:
         with self._lock:

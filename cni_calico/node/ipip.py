@@ -8,9 +8,11 @@ on tunl0, so traffic the host itself sends through the tunnel has a routable sou
 from __future__ import annotations
 
 import logging
+from typing import Mapping
 
 import netaddr
 
+from ..pools import selects_node
 from ..datastore import Datastore
 from ..ipam_client import IpamClient, Request
 from ..resources import IPPool, Node, node_key, to_json
@@ -24,14 +26,19 @@ def handle_id(node: str) -> str:
     return f"ipip-tunnel-addr-{node}"
 
 
-def ipip_pools(pools: list[IPPool]) -> list[IPPool]:
-    return [p for p in pools if p.network.version == 4 and p.spec.ipipMode != "Never" and not p.spec.disabled]
+def ipip_pools(pools: list[IPPool], node_labels: Mapping[str, str]) -> list[IPPool]:
+    """The enabled IPv4 IPIP pools whose nodeSelector selects this node (Calico gives a node a
+    tunnel address only from those)."""
+    return [p for p in pools if p.network.version == 4 and p.spec.ipipMode != "Never" and not p.spec.disabled
+            and selects_node(p, node_labels)]
 
 
-def ensure_tunnel_address(ds: Datastore, node: str, pools: list[IPPool]) -> netaddr.IPAddress | None:
-    """The node's tunnel address while an IPIP pool exists; released (and cleared) when none does."""
+def ensure_tunnel_address(ds: Datastore, node: str, pools: list[IPPool],
+                          node_labels: Mapping[str, str]) -> netaddr.IPAddress | None:
+    """The node's tunnel address while an IPIP pool selects this node; released (and cleared)
+    when none does."""
     client = IpamClient(ds, node)
-    wanted = ipip_pools(pools)
+    wanted = ipip_pools(pools, node_labels)
     held = client.addresses_of(handle_id(node))
     if held and not any(held[0].ip in p.network for p in wanted):
         client.release_handle(handle_id(node))  # its pool stopped being an IPIP pool

@@ -39,7 +39,7 @@ def overrides(args: argparse.Namespace) -> dict[str, object]:
 
 def run(argv: Sequence[str], env: dict[str, str]) -> int:
     from .. import logs
-    from ..datastore import open_datastore
+    from ..datastore import EtcdSettings, open_datastore
     from ..errors import CniError
     from .agent import Agent
     from .config import ConfigError, load
@@ -56,8 +56,10 @@ def run(argv: Sequence[str], env: dict[str, str]) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     try:
-        with open_datastore(config.etcd_endpoints, key_file=config.etcd_key_file, cert_file=config.etcd_cert_file,
-                            ca_file=config.etcd_ca_cert_file) as ds:
+        settings = EtcdSettings(config.etcd_endpoints, config.etcd_key_file, config.etcd_cert_file,
+                                config.etcd_ca_cert_file,
+                                source="ETCD_ENDPOINTS" if env.get("ETCD_ENDPOINTS") else "the default")
+        with open_datastore(settings) as ds:
             Agent(config, ds, stop).run()
     except (StartupError, OSError) as exc:
         print(f"calico-node: {exc}", file=sys.stderr)
