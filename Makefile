@@ -66,6 +66,7 @@ dist/.built: $(SOURCES) | venv
 
 build: venv dist/.built
 
+# Every link is relative, so a tree staged under DESTDIR works where it lies and where it lands.
 # make install [DESTDIR=...] [CNI_BIN_DIR=/opt/cni/bin] [BIN_DIR=/usr/local/bin]
 #              [INSTALL_CONF=1 CNI_CONF_DIR=/etc/cni/net.d]
 CNI_BIN_DIR  ?= /opt/cni/bin
@@ -78,7 +79,8 @@ install: build
 	@full=cni-calico/cni-calico; client=cni-calico/client/calico-cni; \
 	[ -d dist/cni-calico ] || { full=cni-calico; client=cni-calico; }; \
 	for n in calico calico-ipam; do ln -sfn $$client $(DESTDIR)$(CNI_BIN_DIR)/$$n; done; \
-	for n in calicoctl calico-node; do ln -sfn $(CNI_BIN_DIR)/$$full $(DESTDIR)$(BIN_DIR)/$$n; done
+	rel=$$(realpath -m --relative-to=$(BIN_DIR) $(CNI_BIN_DIR)/$$full); \
+	for n in calicoctl calico-node; do ln -sfn $$rel $(DESTDIR)$(BIN_DIR)/$$n; done
 	@if [ "$(INSTALL_CONF)" = 1 ]; then install -d $(DESTDIR)$(CNI_CONF_DIR) && \
 	  install -m 0644 examples/10-calico.conf $(DESTDIR)$(CNI_CONF_DIR)/10-calico.conf; fi
 	@echo "installed into $(DESTDIR)$(CNI_BIN_DIR) and $(DESTDIR)$(BIN_DIR)"

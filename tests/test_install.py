@@ -26,7 +26,11 @@ def test_installed_plugins_answer_and_fall_back_to_the_full_executable(tmp_path:
     assert proc.returncode == 0, proc.stderr
     cni_bin = dest / "opt/cni/bin"
     assert os.readlink(cni_bin / "calico") == "cni-calico/client/calico-cni"
-    assert os.readlink(dest / "usr/local/bin/calicoctl") == "/opt/cni/bin/cni-calico/cni-calico"
+    for name in ("calicoctl", "calico-node"):  # relative: they work inside the staged tree too
+        assert os.readlink(dest / "usr/local/bin" / name) == "../../../opt/cni/bin/cni-calico/cni-calico"
+    ctl = subprocess.run([str(dest / "usr/local/bin/calicoctl"), "version"], capture_output=True, text=True,
+                         timeout=60, env={"PATH": os.environ["PATH"], "ETCD_ENDPOINTS": "http://127.0.0.1:1"})
+    assert "Client Version" in ctl.stdout, (ctl.stdout, ctl.stderr)
     assert json.loads((dest / "etc/cni/net.d/10-calico.conf").read_text())["type"] == "calico"
     env = {"PATH": os.environ["PATH"]}
     for plugin in ("calico", "calico-ipam"):
