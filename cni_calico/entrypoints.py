@@ -14,7 +14,7 @@ def _plugin(name: str, load) -> None:  # type: ignore[no-untyped-def]
     def standalone(stdin: bytes) -> None:
         from .skel import main
 
-        main(load, io.BytesIO(stdin))
+        main(load, io.BytesIO(stdin), name)
 
     serve(name, standalone)
 
@@ -47,7 +47,7 @@ def multicall() -> None:
     if handed in ("calico", "calico-ipam"):  # from the client executable: nobody serves this call
         from .skel import main
 
-        main(_load_calico if handed == "calico" else _load_ipam)
+        main(_load_calico if handed == "calico" else _load_ipam, plugin=handed)
         return
     name = os.path.basename(sys.argv[0])
     if name == "calico":

@@ -12,7 +12,6 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import netaddr
 
-from . import logs
 from .cni_types import IPConfig, NetConf, Result, parse_netconf
 from .datastore import Datastore, EtcdSettings, open_datastore
 from .errors import (
@@ -66,7 +65,6 @@ class IpamPlugin:
     @contextmanager
     def _session(self, args: CmdArgs) -> Iterator[tuple[NetConf, IpamClient]]:
         conf = parse_netconf(args.config)
-        logs.configure(conf.log_level, conf.log_file_path)
         node = determine_nodename(conf.nodename, conf.nodename_file)
         with self.datastore_factory(conf, args.env) as datastore:
             yield conf, IpamClient(datastore, node)
@@ -126,7 +124,7 @@ def assign(conf: NetConf, client: IpamClient, args: CmdArgs, also_read: Iterable
                                          also_read)
         held = client.addresses_of(handle)
         if held:
-            log.info("handle %s already holds %s; returning them", handle, held)
+            log.info("handle %s already holds %s; returning them", handle, ", ".join(map(str, held)))
             return _result(held)
         attrs = workload.allocation_attributes(client.node)
         if wanted:
@@ -142,7 +140,7 @@ def assign(conf: NetConf, client: IpamClient, args: CmdArgs, also_read: Iterable
                 handle_id=handle, attrs=attrs,
                 num_v4=1 if conf.ipam.wants_ipv4() else 0, num_v6=1 if conf.ipam.wants_ipv6() else 0,
                 pools_v4=conf.ipam.ipv4_pools, pools_v6=conf.ipam.ipv6_pools))
-    log.info("assigned %s to %s", assigned, handle)
+    log.info("assigned %s to %s", ", ".join(map(str, assigned)), handle)
     return _result(assigned)
 
 

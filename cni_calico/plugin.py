@@ -95,7 +95,6 @@ class CalicoPlugin:
     @contextmanager
     def _session(self, args: CmdArgs) -> Iterator[tuple[Attachment, Datastore]]:
         conf = parse_netconf(args.config, CalicoNetConf)
-        logs.configure(conf.log_level, conf.log_file_path)
         node = determine_nodename(conf.nodename, conf.nodename_file)
         attachment = Attachment(conf, args, node, Workload.from_cni_args(args.container_id, args.args))
         with self.datastore_factory(conf, args.env) as datastore:
@@ -317,7 +316,7 @@ class _Background:
         self._value: Any = None
         self._error: BaseException | None = None
         self._taken = False  # result() has handed the outcome to the caller
-        self._thread = threading.Thread(target=self._run, args=(call,), daemon=True)
+        self._thread = threading.Thread(target=logs.in_this_call(self._run), args=(call,), daemon=True)
         self._thread.start()
 
     def _run(self, call: Any) -> None:

@@ -1,8 +1,9 @@
 """CNI dispatcher: the only module that touches the process environment, stdin, stdout or exit.
 
 `run()` takes all its I/O as arguments so tests drive it with dicts and StringIO;
-`main()` binds it to the real process. Only the standard library is imported here:
-VERSION and every input error are answered before any plugin module is loaded.
+`main()` binds it to the real process. Only the standard library (and `logs`, which uses only
+the standard library) is imported here: VERSION and every input error are answered before any
+plugin module is loaded.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ import json
 import logging
 import re
 import sys
+import time
 from dataclasses import dataclass, field, replace
 from typing import IO, Any, Callable, Mapping, Protocol
 
+from . import logs
 from .errors import (
     DECODING_FAILURE,
     INCOMPATIBLE_VERSION,
@@ -181,16 +184,33 @@ def _validate_network_name(config: dict[str, Any]) -> None:
         raise CniError(INVALID_NETWORK_CONFIG, f"invalid characters found in network name {name!r}")
 
 
-def run(load_handlers: Callable[[], Handlers], env: Mapping[str, str], stdin: IO[Any], stdout: IO[str]) -> int:
-    """Serve one CNI call; returns the exit status. Never raises."""
+def run(load_handlers: Callable[[], Handlers], env: Mapping[str, str], stdin: IO[Any], stdout: IO[str],
+        plugin: str = "") -> int:
+    """Serve one CNI call; returns the exit status. Never raises. Every line logged meanwhile
+    names the call, and the call ends with one INFO line: what it did, how long it took."""
+    command = env.get("CNI_COMMAND", "")
+    if command == "VERSION":
+        stdout.write(VERSION_REPLY)
+        return 0
+    started = time.monotonic()
+    call = logs.begin_call(command, env.get("CNI_CONTAINERID", ""), env.get("CNI_ARGS", ""))
+    try:
+        status, outcome = _serve(load_handlers, command, env, stdin, stdout)
+        took = 1000 * (time.monotonic() - started)
+        name = f"{plugin} {command}" if plugin else command or "call"
+        log.info("%s %s in %.1f ms%s", name, "finished" if status == 0 else "failed", took, outcome)
+        return status
+    finally:
+        logs.end_call(call)
+
+
+def _serve(load_handlers: Callable[[], Handlers], command: str, env: Mapping[str, str], stdin: IO[Any],
+           stdout: IO[str]) -> tuple[int, str]:
+    """The call itself: (exit status, what the summary line says after the time taken)."""
     reply_version = LATEST_VERSION
     try:
-        command = env.get("CNI_COMMAND", "")
         if not command:
             raise CniError(INVALID_ENVIRONMENT, "required env variables [CNI_COMMAND] missing")
-        if command == "VERSION":
-            stdout.write(VERSION_REPLY)
-            return 0
         if command not in REQUIRED_ENV:
             raise CniError(INVALID_ENVIRONMENT, f"unknown CNI_COMMAND: {command}",
                            "expected ADD, DEL, CHECK, STATUS, GC or VERSION")
@@ -202,6 +222,9 @@ def run(load_handlers: Callable[[], Handlers], env: Mapping[str, str], stdin: IO
         reply_version = config.get("cniVersion", "0.1.0")
         if reply_version not in SUPPORTED_VERSIONS:
             reply_version = LATEST_VERSION
+        _configure_logs(config)
+        log.debug("network %r, CNI_NETNS=%s CNI_IFNAME=%s CNI_ARGS=%s", config.get("name"),
+                  env.get("CNI_NETNS", ""), env.get("CNI_IFNAME", ""), env.get("CNI_ARGS", ""))
         _check_version(command, config.get("cniVersion", "0.1.0"))
         _validate_network_name(config)
         args = _checked_netns(_cmd_args(command, env, stdin_data, config))
@@ -209,15 +232,31 @@ def run(load_handlers: Callable[[], Handlers], env: Mapping[str, str], stdin: IO
         result = _dispatch(handlers, args)
         if result is not None:
             stdout.write(json.dumps(result))  # encode fully first: a failure must not leave half a result
-        return 0
+        addresses = result_addresses(result)
+        return 0, f": {', '.join(addresses)}" if addresses else ""
     except CniError as err:
-        log.info("%s failed: %s (code %d) %s", env.get("CNI_COMMAND", "?"), err.msg, err.code, err.details)
         json.dump(err.to_dict(reply_version), stdout)
-        return 1
+        return 1, f": {err.msg}" + (f": {err.details}" if err.details else "") + f" (code {err.code})"
     except Exception as exc:  # the last line of defence: a CNI error, never a traceback on stdout
         log.exception("unexpected failure")
         json.dump(CniError(INTERNAL, f"internal error: {exc}").to_dict(reply_version), stdout)
-        return 1
+        return 1, f": internal error: {exc} (code {INTERNAL})"
+
+
+def _configure_logs(config: dict[str, Any]) -> None:
+    try:
+        logs.configure_call(config)
+    except ValueError as exc:
+        raise CniError(INVALID_NETWORK_CONFIG, str(exc)) from None
+
+
+def result_addresses(result: Mapping[str, Any] | None) -> list[str]:
+    """The addresses of an ADD result in any cniVersion's shape (`ips`, or 0.1/0.2's `ip4`/`ip6`)."""
+    if not isinstance(result, Mapping):
+        return []
+    found = [ip.get("address") for ip in result.get("ips") or () if isinstance(ip, Mapping)]
+    found += [result[key].get("ip") for key in ("ip4", "ip6") if isinstance(result.get(key), Mapping)]
+    return [str(address) for address in found if address]
 
 
 def _dispatch(handlers: Handlers, args: CmdArgs) -> dict[str, Any] | None:
@@ -234,11 +273,11 @@ def _dispatch(handlers: Handlers, args: CmdArgs) -> dict[str, Any] | None:
     return None
 
 
-def main(load_handlers: Callable[[], Handlers], stdin: IO[Any] | None = None) -> None:
+def main(load_handlers: Callable[[], Handlers], stdin: IO[Any] | None = None, plugin: str = "") -> None:
     """Process entry point for a CNI plugin executable (`stdin`: already read by the fast-path client)."""
     import os
 
-    status = run(load_handlers, os.environ, stdin if stdin is not None else sys.stdin.buffer, sys.stdout)
+    status = run(load_handlers, os.environ, stdin if stdin is not None else sys.stdin.buffer, sys.stdout, plugin)
     sys.stdout.flush()
     # The answer is out and every netlink socket and transaction is closed; what is left is the
     # interpreter's teardown (the etcd channel, grpc's threads, every module), which costs tens of

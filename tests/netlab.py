@@ -37,6 +37,7 @@ class Lab:
     namespaces: list[str] = field(default_factory=list)
     relay: NetnsRelay | None = None
     fast_path: bool = False  # calls go to a calico-node serving the CNI fast path in the host
+    agent_env: dict[str, str] = field(default_factory=dict)  # more settings for that calico-node
     agent: subprocess.Popen[bytes] | None = None
     workdir: str = ""
 
@@ -82,7 +83,7 @@ class Lab:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("CNI_", "ETCD_", "CALICO_"))}
         env.update(ETCD_ENDPOINTS=self.etcd, NODENAME="host1", IP="none", CALICO_NETWORKING_BACKEND="none",
                    NO_DEFAULT_POOLS="true", CALICO_HEALTH_PORT="0", HOSTNAME_FILE=f"{self.workdir}/nodename",
-                   CALICO_LOG_FILE=f"{self.workdir}/agent.log")
+                   CALICO_LOG_FILE=f"{self.workdir}/agent.log", **self.agent_env)
         self.agent = subprocess.Popen(["ip", "netns", "exec", self.host, *binaries.command("calico-node"),
                                        "--run-dir", self.workdir], env=env, stdout=subprocess.DEVNULL,
                                       stderr=subprocess.DEVNULL)

@@ -16,7 +16,6 @@ import os
 import socket
 import struct
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
@@ -127,7 +126,7 @@ class CniServer:
                     log.warning("fast path: refused a caller with another uid")
                     return
                 plugin, env, stdin = fastpath.read_request(conn)
-                status, out = self.workers.submit(self._timed_handle, plugin, env, stdin).result()
+                status, out = self.workers.submit(self.handle, plugin, env, stdin).result()
                 conn.sendall(fastpath.encode_reply(status, out))
                 self.served += 1
             except (OSError, ValueError, KeyError, ConnectionError) as exc:
@@ -135,20 +134,13 @@ class CniServer:
             except RuntimeError as exc:  # the workers were shut down: calico-node is stopping
                 log.warning("fast path: dropped a call while stopping: %s", exc)
 
-    def _timed_handle(self, plugin: str, env: dict[str, str], stdin: bytes) -> tuple[int, str]:
-        started = time.monotonic()
-        status, out = self.handle(plugin, env, stdin)
-        log.info("served %s %s in %.1f ms (status %d)", plugin, env.get("CNI_COMMAND"),
-                 1000 * (time.monotonic() - started), status)
-        return status, out
-
     def handle(self, plugin: str, env: dict[str, str], stdin: bytes) -> tuple[int, str]:
         load = self._handlers.get(plugin)
         if load is None:
             return 1, json.dumps(CniError(INTERNAL, f"unknown plugin {plugin!r} for the fast path")
                                  .to_dict(skel.LATEST_VERSION))
         out = io.StringIO()
-        status = skel.run(load, env, io.BytesIO(stdin), out)
+        status = skel.run(load, env, io.BytesIO(stdin), out, plugin)  # logs the call's summary line
         return status, out.getvalue()
 
     def stop(self) -> None:

@@ -7,6 +7,7 @@ from typing import Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from .. import logs
 from ..resources import DEFAULT_POOL_CIDR
 
 # Calico's variable -> our field. Anything else in the environment is ignored.
@@ -31,6 +32,7 @@ ENV_NAMES = {
     "CALICO_HEALTH_PORT": "health_port",
     "CALICO_LOG_LEVEL": "log_level",
     "CALICO_LOG_FILE": "log_file",
+    "CALICO_LOG_LEVEL_LIBRARIES": "log_level_libraries",
     "CALICO_BIRD_BINARY": "bird_binary",
     "CALICO_CNI_SOCKET": "cni_socket",
     "CALICO_CNI_WORKERS": "cni_workers",
@@ -65,7 +67,8 @@ class AgentConfig(BaseModel):
     health_host: str = "127.0.0.1"
     health_port: int = Field(default=9099, ge=0, le=65535)  # 0: no health server
     log_level: str = "info"
-    log_file: str | None = None
+    log_file: str | None = None  # followed when logrotate moves it; rotating it is logrotate's job
+    log_level_libraries: str | None = None  # pyroute2, grpc, ...: WARNING unless asked for
     bird_binary: str = "bird"
     cni_socket: str = ""  # the CNI fast path: "" = <run_dir>/cni.sock, "none" = not served
     cni_workers: int = Field(default=8, ge=1, le=64)
@@ -74,6 +77,13 @@ class AgentConfig(BaseModel):
     # Drop, but its Kubernetes manifests set Accept (kubelet probes, DNS on the host): so do we.
     endpoint_to_host_action: Literal["Accept", "Drop", "Return"] = "Accept"
     nft_binary: str = ""  # "": nftables' library in-process; else this nft program, run per change
+
+    @field_validator("log_level", "log_level_libraries")
+    @classmethod
+    def _log_level(cls, value: str | None) -> str | None:
+        if value is not None:
+            logs.parse_level(value)  # ValueError: unknown log level '...'
+        return value
 
     @field_validator("endpoint_to_host_action", mode="before")
     @classmethod
@@ -97,6 +107,13 @@ class AgentConfig(BaseModel):
     @classmethod
     def _empty_as(cls, value: object) -> object:
         return None if value == "" else value
+
+    @property
+    def log_settings(self) -> logs.LogSettings:
+        libraries = self.log_level_libraries
+        return logs.LogSettings(level=logs.parse_level(self.log_level), file_path=self.log_file,
+                                libraries_level=logs.parse_level(libraries) if libraries else None,
+                                max_size_mb=0)  # never rotated by the agent: followed when logrotate moves it
 
     @property
     def run_path(self) -> Path:

@@ -51,7 +51,7 @@ def run(argv: Sequence[str], env: dict[str, str]) -> int:
     except ConfigError as exc:
         print(f"calico-node: {exc}", file=sys.stderr)
         return 2
-    logs.configure(config.log_level, config.log_file)
+    logs.configure(config.log_settings)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
