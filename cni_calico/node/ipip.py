@@ -25,7 +25,9 @@ def handle_id(node: str) -> str:
 
 
 def ipip_pools(pools: list[IPPool]) -> list[IPPool]:
-    return [p for p in pools if p.network.version == 4 and p.spec.ipipMode != "Never" and not p.spec.disabled]
+    """IPv4 IPIP pools that may give tunnel addresses (allowedUses holds Tunnel, as by default)."""
+    return [p for p in pools if p.network.version == 4 and p.spec.ipipMode != "Never" and not p.spec.disabled
+            and "Tunnel" in (p.spec.allowedUses or ["Tunnel"])]
 
 
 def ensure_tunnel_address(ds: Datastore, node: str, pools: list[IPPool]) -> netaddr.IPAddress | None:
