@@ -61,7 +61,7 @@ def test_node_run_starts_the_agent_and_node_status_reports_it(cluster: Cluster, 
                              "IPv6 BGP status\nNo IPv6 peers found.\n\n")
     again = calicoctl(cluster, host, "node", "run", "--name", "lonely", "--ip", f"{host.ip}/24")
     assert again.returncode == 1 and again.stderr.strip() == \
-        f"calicoctl: calico-node is already running on this host (pid {pid})"
+        f"calico-node is already running on this host (pid {pid})"
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 15
     while cluster.agent_pid_from_file(host) is not None and time.monotonic() < deadline:
