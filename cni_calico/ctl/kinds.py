@@ -8,7 +8,9 @@ in front of every write. IPAMConfiguration is the odd one: Calico keeps it at
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, Callable
 
 from .. import keys, v3
@@ -50,14 +52,17 @@ def go_text(value: Any) -> str:
 
 
 def go_float(value: float) -> str:
-    """Go's %v of a float64: the shortest digits, in %e form below 1e-4 or from 1e+21 up, else %f."""
-    if value == int(value) and abs(value) < 1e21:
-        return str(int(value))
-    text = repr(value)
-    if "e" in text:
-        mantissa, exponent = text.split("e")
-        return f"{mantissa}e{'-' if exponent.startswith('-') else '+'}{abs(int(exponent)):02d}"
-    return text
+    """Go's %v of a float64 (strconv's 'g' with the shortest digits): %e form when the decimal
+    exponent is below -4 or from 6 up (1e+06, 1.5e-05), else plain (100, 1000.5)."""
+    if value == 0 or not math.isfinite(value):
+        return {0: "0", math.inf: "+Inf", -math.inf: "-Inf"}.get(value, "NaN")
+    number = Decimal(repr(value)).normalize()  # repr: the shortest digits that read back the same
+    sign, digits, exponent = number.as_tuple()
+    point = len(digits) + int(exponent) - 1  # the decimal exponent of the first digit
+    if point < -4 or point >= 6:
+        mantissa = str(digits[0]) + ("." + "".join(map(str, digits[1:])) if len(digits) > 1 else "")
+        return f"{'-' if sign else ''}{mantissa}e{'-' if point < 0 else '+'}{abs(point):02d}"
+    return format(number, "f")
 
 
 def join(items: Any) -> str:
@@ -68,12 +73,12 @@ def join(items: Any) -> str:
         items = sorted(f"{key}={value}" for key, value in items.items())
     elif not isinstance(items, list):
         items = [items]
-    return ",".join(_struct(item) if isinstance(item, dict) else str(item) for item in items)
+    return ",".join(_ip_nat(item) if isinstance(item, dict) else str(item) for item in items)
 
 
-def _struct(item: Row) -> str:
-    """Go's %v of a struct: its fields' values in braces (an IPNAT: `{10.0.0.1 192.0.2.1}`)."""
-    return "{" + " ".join(str(value) for value in item.values()) + "}"
+def _ip_nat(item: Row) -> str:
+    """Go's %v of an IPNAT struct: its fields in their Go order, in braces (`{10.0.0.1 192.0.2.1}`)."""
+    return "{" + f"{item.get('internalIP', '')} {item.get('externalIP', '')}" + "}"
 
 
 def field(path: str, default: Any = None) -> Cell:
