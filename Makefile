@@ -51,6 +51,8 @@ venv: system-deps
 SOURCES := $(shell find cni_calico packaging -name '*.py' -o -name '*.spec') pyproject.toml
 dist/.built: $(SOURCES) | venv
 	rm -rf dist/cni-calico dist/cni-calico-client dist/client
+	@printf 'GIT_COMMIT = "%s"\nBUILD_DATE = "%s"\n' "$$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
+	  "$$(date -u +%Y-%m-%dT%H:%M:%S+0000)" > cni_calico/_build.py  # for `calicoctl version`
 	ONEFILE=$(ONEFILE) $(BIN)/pyinstaller --noconfirm --clean --log-level WARN --distpath dist \
 	  --workpath build/pyinstaller \
 	  packaging/cni-calico.spec

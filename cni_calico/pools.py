@@ -34,8 +34,9 @@ def usable_pools(pools: Sequence[IPPool], version: int, node: str, node_labels: 
                  requested: Sequence[str] = ()) -> list[IPPool]:
     """The pools of `version` this node may allocate from, in preference order.
 
-    Requested pools (CIDR or name) must exist and be enabled; otherwise every enabled pool
-    whose nodeSelector selects the node is used, sorted by CIDR for a stable order.
+    Requested pools (CIDR or name) must exist and be enabled; otherwise every enabled pool for
+    workloads (allowedUses) with assignmentMode Automatic whose nodeSelector selects the node is
+    used, sorted by CIDR for a stable order.
     """
     if requested:
         chosen = []
@@ -48,7 +49,9 @@ def usable_pools(pools: Sequence[IPPool], version: int, node: str, node_labels: 
                 raise CniError(UNKNOWN_POOL, f"the requested pool {wanted!r} is disabled")
             chosen.append(pool)
     else:
-        chosen = sorted((p for p in pools if p.network.version == version and not p.spec.disabled),
+        # As Calico: a Manual pool serves only those who name it, and only Workload pools serve pods
+        chosen = sorted((p for p in pools if p.network.version == version and not p.spec.disabled
+                         and p.spec.for_workloads and p.spec.automatic),
                         key=lambda p: (p.network.first, p.network.prefixlen))
     selected = [p for p in chosen if selects_node(p, node_labels)]
     if not selected:

@@ -42,6 +42,9 @@ class IPPoolSpec(_Open):
     disabled: bool = False
     nodeSelector: str = "all()"
     disableBGPExport: bool = False
+    # Calico's defaults, stored as Calico stores them (clientv3 fills both on every write)
+    allowedUses: list[str] = Field(default_factory=lambda: ["Workload", "Tunnel"])
+    assignmentMode: str = "Automatic"
 
     @field_validator("cidr")
     @classmethod
@@ -68,6 +71,15 @@ class IPPoolSpec(_Open):
     @property
     def network(self) -> netaddr.IPNetwork:
         return netaddr.IPNetwork(self.cidr)
+
+    @property
+    def for_workloads(self) -> bool:
+        return "Workload" in (self.allowedUses or ["Workload"])  # empty means Calico's default
+
+    @property
+    def automatic(self) -> bool:
+        """A Manual pool gives addresses only to those who name it."""
+        return self.assignmentMode != "Manual"
 
     @property
     def block_prefixlen(self) -> int:

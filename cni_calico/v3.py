@@ -337,10 +337,24 @@ class ObjectMeta(_Strict):
     namespace: Annotated[str, AfterValidator(_namespace)] | None = None  # defaulted by the caller
     labels: Labels | None = None
     annotations: Annotations | None = None
-    # Server-set, allowed on input so `get -o yaml` output can be applied back.
+    # Server-set, allowed on input so `get -o yaml` output (ours, or a real cluster's, which
+    # may carry any Kubernetes ObjectMeta field) can be applied back; none of them is taken
+    # from input (Calico keeps only name, namespace, labels and annotations on a write): the
+    # store sets creationTimestamp and uid, and the rest are dropped.
     resourceVersion: str | None = None
     creationTimestamp: str | None = None
     uid: str | None = None
+    generation: int | None = None
+    generateName: str | None = None
+    selfLink: str | None = None
+    deletionTimestamp: str | None = None
+    deletionGracePeriodSeconds: int | None = None
+    ownerReferences: list[dict[str, Any]] | None = None
+    finalizers: list[str] | None = None
+    managedFields: list[dict[str, Any]] | None = None
+
+
+STORED_METADATA = ("name", "namespace", "labels", "annotations", "creationTimestamp", "uid")  # the last two: the store's
 
 
 class Resource(_Strict):
@@ -378,6 +392,24 @@ class Resource(_Strict):
 # ------------------------------------------------------------------ IPPool
 
 EncapMode = Literal["Never", "Always", "CrossSubnet"]
+AllowedUse = Literal["Workload", "Tunnel", "LoadBalancer"]
+DEFAULT_ALLOWED_USES = ("Workload", "Tunnel")
+DEFAULT_ASSIGNMENT_MODE = "Automatic"
+
+
+class Condition(_Strict):
+    """A Kubernetes metav1.Condition, as Calico reports a pool's in its status."""
+
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str | None = None
+    message: str | None = None
+    lastTransitionTime: str | None = None
+    observedGeneration: int | None = None
+
+
+class IPPoolStatus(_Strict):
+    conditions: list[Condition] | None = None
 
 
 class IPPoolSpec(_Strict):
@@ -389,6 +421,9 @@ class IPPoolSpec(_Strict):
     disabled: bool | None = None
     disableBGPExport: bool | None = None
     nodeSelector: Selector | None = None
+    namespaceSelector: Selector | None = None
+    allowedUses: list[AllowedUse] | None = None
+    assignmentMode: Literal["Automatic", "Manual"] | None = None
 
     @model_validator(mode="after")
     def _calico_rules(self) -> IPPoolSpec:
@@ -409,13 +444,46 @@ class IPPoolSpec(_Strict):
         if net.version == 6 and self.ipipMode != "Never":
             raise _Invalid("IPIP is not supported on an IPv6 pool", "ipipMode")
         self.nodeSelector = self.nodeSelector or "all()"
+        self._check_allowed_uses()
+        self.allowedUses = self.allowedUses or list(DEFAULT_ALLOWED_USES)  # type: ignore[assignment]
+        self.assignmentMode = self.assignmentMode or DEFAULT_ASSIGNMENT_MODE
         return self
+
+    def _check_allowed_uses(self) -> None:
+        uses = self.allowedUses or []
+        for i, use in enumerate(uses):
+            if use in uses[:i]:
+                raise _Invalid(f"{use!r} is listed more than once", "allowedUses")
+        if "LoadBalancer" in uses:
+            if len(uses) > 1:
+                raise _Invalid("LoadBalancer cannot be combined with Workload or Tunnel", "allowedUses")
+            if self.ipipMode != "Never" or self.vxlanMode != "Never":
+                raise _Invalid("a LoadBalancer pool cannot use IPIP or VXLAN", "allowedUses")
 
 
 class IPPool(Resource):
     kind: Literal["IPPool"] = "IPPool"
     spec: IPPoolSpec
+    status: IPPoolStatus | None = None  # server-set (Calico marks a pool allocatable): accepted, not stored
     spec_optional: ClassVar[bool] = False
+
+
+def pool_read_defaults(spec: dict[str, Any]) -> dict[str, Any]:
+    """What Calico fills in when it reads a pool stored without them (clientv3
+    convertIpPoolFromStorage): so a pool written by an older version shows, and compares, as
+    one written now."""
+    out = dict(spec)
+    if not out.get("blockSize"):
+        try:
+            out["blockSize"] = 26 if ipaddress.ip_network(str(out.get("cidr")), strict=False).version == 4 else 122
+        except ValueError:
+            pass
+    out["allowedUses"] = out.get("allowedUses") or list(DEFAULT_ALLOWED_USES)
+    out["nodeSelector"] = out.get("nodeSelector") or "all()"
+    out["ipipMode"] = out.get("ipipMode") or "Never"
+    out["vxlanMode"] = out.get("vxlanMode") or "Never"
+    out["assignmentMode"] = out.get("assignmentMode") or DEFAULT_ASSIGNMENT_MODE
+    return out
 
 
 # ------------------------------------------------------------------ Node
@@ -650,8 +718,17 @@ def default_types(spec: Any) -> list[str]:
     return ["Ingress", "Egress"]
 
 
+def _default_tier(value: str) -> str:
+    if value != "default":
+        raise _Invalid(f"tier {value!r} is not supported: only the default tier is (tiers are not implemented)")
+    return value
+
+
 class _PolicySpec(_Strict):
+    # Current Calico prints `tier: default`; other tiers are not implemented here.
+    tier: Annotated[str, AfterValidator(_default_tier)] | None = None
     order: Annotated[Any, AfterValidator(_number)] | None = None
+    performanceHints: list[Literal["AssumeNeededOnEveryNode"]] | None = None
     selector: Selector | None = None
     types: list[PolicyType] | None = None
     ingress: Rules | None = None
@@ -854,9 +931,12 @@ def validate(data: Any) -> Resource:
 
 def to_stored(model: BaseModel) -> dict[str, Any]:
     """The plain dict written to etcd: Calico's field names, defaults applied, unset fields left
-    out, no resourceVersion (the etcd revision is the resource version)."""
+    out; of the metadata only what a user may set (the etcd revision is the resource version,
+    creationTimestamp and uid are the store's; status is the server's)."""
     data = model.model_dump(mode="json", exclude_none=True)
-    data.get("metadata", {}).pop("resourceVersion", None)
+    data.pop("status", None)
+    metadata = data.get("metadata", {})
+    data["metadata"] = {key: metadata[key] for key in STORED_METADATA if key in metadata}
     return data
 
 

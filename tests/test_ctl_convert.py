@@ -432,15 +432,16 @@ def test_bad_input_is_one_line_exit_1_and_nothing_printed(tmp_path: Path, text: 
     path = str(tmp_path / "missing.yaml") if text is None else write(tmp_path, "k8s-policy.yaml", text)
     code, out, err = ctl("convert", "-f", path)
     assert (code, out) == (1, "")
-    assert err.startswith("calicoctl: ") and path in err and err.endswith("\n") and err.count("\n") == 1
+    assert path in err and err.endswith("\n") and err.count("\n") == 1 and not err.startswith("calicoctl")
     assert words in err
 
 
 def test_convert_flags() -> None:
     code, out, err = ctl("convert", "-f", "-", "-o", "wide")
-    assert (code, out) == (1, "") and "invalid choice: 'wide'" in err and err.count("\n") == 1
+    assert (code, out, err) == (1, "", "Invalid option: 'calicoctl convert -f - -o wide'. Use flag '--help' to "
+                                       "read about a specific subcommand.\n")  # Calico's words
     code, out, err = ctl("convert")
-    assert (code, out) == (1, "") and "-f/--filename" in err
+    assert (code, out) == (1, "") and err.startswith("Invalid option: 'calicoctl convert'.")
 
 
 def test_the_calicoctl_executable_converts_and_fails_cleanly(tmp_path: Path) -> None:
@@ -454,5 +455,5 @@ def test_the_calicoctl_executable_converts_and_fails_cleanly(tmp_path: Path) -> 
                          input=yaml.safe_dump(ingress_ports({"port": 80, "endPort": 79})),
                          capture_output=True, text=True, env=env, timeout=60)
     assert (bad.returncode, bad.stdout) == (1, "")
-    assert bad.stderr == ("calicoctl: stdin: document 1: spec.ingress[0].ports[0].endPort: "
+    assert bad.stderr == ("stdin: document 1: spec.ingress[0].ports[0].endPort: "
                           "must be at least the port (80), not 79\n")

@@ -177,7 +177,8 @@ def test_the_seeds_pool_exactly(tmp_path: Path) -> None:
     assert v3.to_stored(v3.validate(doc.data)) == {
         "apiVersion": V3, "kind": "IPPool", "metadata": {"name": "10-100-0-0-16"},
         "spec": {"cidr": "10.100.0.0/16", "blockSize": 26, "ipipMode": "Never", "vxlanMode": "Never",
-                 "natOutgoing": True, "nodeSelector": "all()"}}
+                 "natOutgoing": True, "nodeSelector": "all()", "allowedUses": ["Workload", "Tunnel"],
+                 "assignmentMode": "Automatic"}}
 
 
 V1_OTHERS = [

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-import signal
 import subprocess
 import time
 import uuid
@@ -17,6 +15,7 @@ from cni_calico.datastore import EtcdDatastore
 from cni_calico.lab import binaries
 from cni_calico.lab.cluster import Cluster, Host
 from cni_calico.lab.etcd import PrivateEtcd
+from cni_calico.procs import running
 from cni_calico.resources import Node, node_key
 
 
@@ -44,7 +43,7 @@ def calicoctl(cluster: Cluster, host: Host, *args: str, env: dict[str, str] | No
 def test_node_run_starts_the_agent_and_node_status_reports_it(cluster: Cluster, etcd: str) -> None:
     host = cluster.hosts[0]
     status = calicoctl(cluster, host, "node", "status")
-    assert status.returncode == 1 and status.stdout.startswith("Calico process is not running.")
+    assert (status.returncode, status.stdout, status.stderr) == (1, "", "Calico process is not running.\n")
     started = calicoctl(cluster, host, "node", "run", "--name", "lonely", "--ip", f"{host.ip}/24", "--as", "65010")
     assert started.returncode == 0, started.stderr
     assert "Calico node started successfully." in started.stdout
@@ -61,14 +60,18 @@ def test_node_run_starts_the_agent_and_node_status_reports_it(cluster: Cluster, 
                              "IPv6 BGP status\nNo IPv6 peers found.\n\n")
     again = calicoctl(cluster, host, "node", "run", "--name", "lonely", "--ip", f"{host.ip}/24")
     assert again.returncode == 1 and again.stderr.strip() == \
-        f"calicoctl: calico-node is already running on this host (pid {pid})"
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 15
-    while cluster.agent_pid_from_file(host) is not None and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert cluster.agent_pid_from_file(host) is None and cluster.bird_pid(host) is None
+        f"calico-node is already running on this host (pid {pid})"
+    bird = cluster.bird_pid(host)
+    assert bird is not None
+    stopped = calicoctl(cluster, host, "node", "stop")
+    assert (stopped.returncode, stopped.stderr) == (0, ""), stopped.stderr
+    assert stopped.stdout == f"Stopping calico-node (pid {pid})\nCalico node stopped.\n"
+    assert not running(pid) and not running(bird)  # it has exited, and its BIRD with it
+    assert not (host.run_dir / "calico-node.pid").exists()  # the agent removed its pid file
     status = calicoctl(cluster, host, "node", "status")
-    assert status.returncode == 1 and "Calico process is not running." in status.stdout
+    assert (status.returncode, status.stderr) == (1, "Calico process is not running.\n")
+    again = calicoctl(cluster, host, "node", "stop")
+    assert (again.returncode, again.stdout, again.stderr) == (1, "", "Calico process is not running.\n")
 
 
 def test_health_and_metrics_endpoints(cluster: Cluster) -> None:
@@ -192,6 +195,17 @@ def test_agent_resyncs_after_etcd_restarts_and_keeps_following(cluster: Cluster,
     metrics = cluster.readiness(a, "/metrics")[1]
     resyncs = re.search(r"^calico_node_resyncs_total (\d+)$", metrics, re.M)
     assert resyncs and int(resyncs.group(1)) >= 2, metrics
+
+
+def test_node_stop_stops_an_agent_started_in_the_foreground(cluster: Cluster) -> None:
+    """Any agent of the host, however started: found by the pid file in its run directory."""
+    host = cluster.hosts[0]
+    agent = cluster.start_agent(host)
+    stopped = calicoctl(cluster, host, "node", "stop", "--run-dir", str(host.run_dir), "--timeout", "20")
+    assert stopped.returncode == 0, stopped.stderr
+    assert stopped.stdout == f"Stopping calico-node (pid {agent.pid})\nCalico node stopped.\n"
+    assert agent.wait(timeout=5) == 0  # SIGTERM is a clean exit for the agent
+    assert cluster.readiness(host)[0] == 0  # nothing serves its health port any more
 
 
 def test_node_status_says_when_bird_is_not_running(cluster: Cluster) -> None:

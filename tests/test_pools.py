@@ -253,3 +253,33 @@ def test_ippool_keeps_the_calico_shape_and_unknown_fields():
     assert p.spec.natOutgoing is True
     assert p.spec.nodeSelector == "all()"
     assert p.model_dump()["spec"]["allowedUses"] == ["Workload"]
+
+
+MANUAL = pool("manual", "10.20.0.0/16", assignmentMode="Manual")
+TUNNELS = pool("tunnels", "10.21.0.0/16", allowedUses=["Tunnel"])
+LOAD_BALANCERS = pool("lbs", "10.22.0.0/16", allowedUses=["LoadBalancer"])
+
+
+def test_automatic_assignment_uses_workload_pools_in_automatic_mode_only() -> None:
+    """As Calico: a Manual pool serves only those who name it; Tunnel or LoadBalancer pools serve
+    no pods."""
+    assert names(usable_pools([DEFAULT, MANUAL, TUNNELS, LOAD_BALANCERS], 4, "n1", NO_LABELS)) == \
+        ["default-ipv4-ippool"]
+    assert names(usable_pools([DEFAULT, MANUAL], 4, "n1", NO_LABELS, ["manual"])) == ["manual"]
+    with pytest.raises(CniError) as caught:
+        usable_pools([MANUAL, TUNNELS], 4, "n1", NO_LABELS)
+    assert caught.value.code == NO_POOLS
+
+
+def test_pools_default_to_calicos_uses_and_mode() -> None:
+    assert (DEFAULT.spec.allowedUses, DEFAULT.spec.assignmentMode) == (["Workload", "Tunnel"], "Automatic")
+    assert DEFAULT.spec.for_workloads and DEFAULT.spec.automatic
+    assert not TUNNELS.spec.for_workloads and not MANUAL.spec.automatic
+
+
+def test_tunnel_addresses_come_from_ipip_pools_for_tunnels() -> None:
+    from cni_calico.node.ipip import ipip_pools
+
+    ipip = pool("ipip", "10.30.0.0/16", ipipMode="Always")
+    workloads_only = pool("ipip-pods", "10.31.0.0/16", ipipMode="Always", allowedUses=["Workload"])
+    assert [p.name for p in ipip_pools([ipip, workloads_only, DEFAULT], {})] == ["ipip"]

@@ -43,11 +43,14 @@ def wep(**spec: Any) -> dict[str, Any]:
 GOOD = [
     res("IPPool", {"cidr": "10.1.0.0/16", "blockSize": 24, "ipipMode": "CrossSubnet", "vxlanMode": "Never",
                    "natOutgoing": True, "disabled": False, "disableBGPExport": False,
-                   "nodeSelector": "zone == 'a'"}, "pool-a", labels={"tier": "gold"}),
+                   "nodeSelector": "zone == 'a'", "allowedUses": ["Workload", "Tunnel"],
+                   "assignmentMode": "Automatic"}, "pool-a", labels={"tier": "gold"}),
     res("IPPool", {"cidr": "fd00:10::/48", "blockSize": 122, "ipipMode": "Never", "vxlanMode": "Always",
-                   "nodeSelector": "all()"}, "pool-v6"),
+                   "nodeSelector": "all()", "namespaceSelector": "team == 'x'", "allowedUses": ["Workload"],
+                   "assignmentMode": "Manual"}, "pool-v6"),
     res("IPPool", {"cidr": "10.9.0.0/28", "blockSize": 26, "ipipMode": "Never", "vxlanMode": "Never",
-                   "disabled": True, "nodeSelector": "all()"}, "small-disabled"),  # size only checked enabled
+                   "disabled": True, "nodeSelector": "all()", "allowedUses": ["LoadBalancer"],
+                   "assignmentMode": "Automatic"}, "small-disabled"),  # size only checked enabled
     res("Node", {"bgp": {"ipv4Address": "192.0.2.11/24", "ipv6Address": "2001:db8::11/64", "asNumber": 64513,
                          "ipv4IPIPTunnelAddr": "10.100.0.1", "routeReflectorClusterID": "224.0.0.1"},
                  "ipv4VXLANTunnelAddr": "10.100.0.2", "vxlanTunnelMACAddr": "66:22:33:44:55:66",
@@ -111,13 +114,16 @@ def test_kinds_are_calicos_spellings() -> None:
 
 
 # (document, what to_stored adds to it)
+POOL_DEFAULTS = {"ipipMode": "Never", "vxlanMode": "Never", "nodeSelector": "all()",
+                 "allowedUses": ["Workload", "Tunnel"], "assignmentMode": "Automatic"}  # clientv3's
+
 DEFAULTED = [
-    (res("IPPool", {"cidr": "10.2.0.0/16"}),
-     {"blockSize": 26, "ipipMode": "Never", "vxlanMode": "Never", "nodeSelector": "all()"}),
-    (res("IPPool", {"cidr": "fd00:20::/64", "nodeSelector": ""}),
-     {"blockSize": 122, "ipipMode": "Never", "vxlanMode": "Never", "nodeSelector": "all()"}),
-    (res("IPPool", {"cidr": "FD00:0020:0::/64", "blockSize": 120}),
-     {"cidr": "fd00:20::/64", "ipipMode": "Never", "vxlanMode": "Never", "nodeSelector": "all()"}),
+    (res("IPPool", {"cidr": "10.2.0.0/16"}), {"blockSize": 26, **POOL_DEFAULTS}),
+    (res("IPPool", {"cidr": "fd00:20::/64", "nodeSelector": "", "allowedUses": []}),
+     {"blockSize": 122, **POOL_DEFAULTS}),
+    (res("IPPool", {"cidr": "FD00:0020:0::/64", "blockSize": 120}), {"cidr": "fd00:20::/64", **POOL_DEFAULTS}),
+    (res("IPPool", {"cidr": "10.3.0.0/16", "allowedUses": ["Tunnel"], "assignmentMode": "Manual"}),
+     {"blockSize": 26, **POOL_DEFAULTS, "allowedUses": ["Tunnel"], "assignmentMode": "Manual"}),
     (policy(), {"types": ["Ingress"], "selector": "all()"}),
     (policy(rule(), egress=[rule()]), {"types": ["Ingress", "Egress"], "selector": "all()"}),
     (policy(egress=[rule()]), {"types": ["Egress"], "selector": "all()"}),
@@ -237,7 +243,7 @@ BAD = [
     ("unknown-kind", res("Gadget", {}), "kind", "unknown kind 'Gadget'"),
     ("kind-case", res("ipPool", POOL), "kind", "did you mean 'IPPool'?"),
     ("kind-not-string", {**res("IPPool", POOL), "kind": 7}, "kind", "unknown kind 7"),
-    ("unknown-top-field", {**res("IPPool", POOL), "status": {}}, "status", "unknown field"),
+    ("unknown-top-field", {**res("IPPool", POOL), "state": {}}, "state", "unknown field"),
     ("spec-not-mapping", res("IPPool", ["10.0.0.0/8"]), "spec", "must be a mapping"),
     ("spec-missing", res("IPPool"), "spec", "required field is missing"),
     # metadata
@@ -247,7 +253,21 @@ BAD = [
     ("name-underscore", res("IPPool", POOL, "my_pool"), "metadata.name", "invalid name"),
     ("name-trailing-dash", res("IPPool", POOL, "pool-"), "metadata.name", "invalid name"),
     ("name-too-long", res("IPPool", POOL, "a" * 254), "metadata.name", "too long"),
-    ("unknown-metadata", res("IPPool", POOL, generation=3), "metadata.generation", "unknown field"),
+    ("unknown-metadata", res("IPPool", POOL, generations=3), "metadata.generations", "unknown field"),
+    ("generation-not-int", res("IPPool", POOL, generation="3"), "metadata.generation", "must be an integer"),
+    ("allowed-use-unknown", res("IPPool", {**POOL, "allowedUses": ["Pods"]}), "spec.allowedUses[0]",
+     "must be 'Workload', 'Tunnel' or 'LoadBalancer'"),
+    ("allowed-use-twice", res("IPPool", {**POOL, "allowedUses": ["Tunnel", "Tunnel"]}), "spec.allowedUses",
+     "listed more than once"),
+    ("load-balancer-mixed", res("IPPool", {**POOL, "allowedUses": ["LoadBalancer", "Workload"]}),
+     "spec.allowedUses", "cannot be combined"),
+    ("load-balancer-ipip", res("IPPool", {**POOL, "allowedUses": ["LoadBalancer"], "ipipMode": "Always"}),
+     "spec.allowedUses", "cannot use IPIP or VXLAN"),
+    ("assignment-mode", res("IPPool", {**POOL, "assignmentMode": "automatic"}), "spec.assignmentMode",
+     "must be 'Automatic' or 'Manual'"),
+    ("pool-status-shape", {**res("IPPool", POOL), "status": {"conditions": [{"type": "Allocatable"}]}},
+     "status.conditions[0].status", "required field is missing"),
+    ("policy-tier", policy(tier="admin"), "spec.tier", "only the default tier"),
     ("namespace-on-cluster-kind", res("IPPool", POOL, namespace="default"), "metadata.namespace",
      "IPPool is not namespaced"),
     ("bad-namespace", res("NetworkPolicy", {}, namespace="Shop"), "metadata.namespace", "invalid namespace"),
@@ -468,3 +488,35 @@ def test_bad_documents_name_the_field(doc: Any, field: str, words: str) -> None:
 
 def test_bad_case_ids_are_unique() -> None:
     assert len({case[0] for case in BAD}) == len(BAD)
+
+
+# What `calicoctl get ippool -o yaml` prints on a current Calico cluster (Kubernetes datastore):
+# server-set metadata, every default filled, and the status Calico keeps for a pool.
+CLUSTER_POOL = {
+    "apiVersion": "projectcalico.org/v3", "kind": "IPPool",
+    "metadata": {"creationTimestamp": "2025-11-20T09:12:41Z", "generation": 2, "name": "default-ipv4-ippool",
+                 "resourceVersion": "1187", "uid": "0f5cc1a8-3a6d-4c1c-9d0a-6a2c4f2f3a55",
+                 "managedFields": [{"manager": "operator", "operation": "Update"}], "finalizers": []},
+    "spec": {"allowedUses": ["Workload", "Tunnel"], "assignmentMode": "Automatic", "blockSize": 26,
+             "cidr": "192.168.0.0/16", "ipipMode": "Always", "natOutgoing": True, "nodeSelector": "all()",
+             "vxlanMode": "Never"},
+    "status": {"conditions": [{"lastTransitionTime": "2025-11-20T09:12:41Z", "message":
+                               "IPPool is available for IP allocation.", "reason": "OK", "status": "True",
+                               "type": "Allocatable"}]},
+}
+
+
+def test_a_pool_as_a_real_cluster_prints_it_is_accepted_and_stored_without_server_fields() -> None:
+    stored = to_stored(validate(copy.deepcopy(CLUSTER_POOL)))
+    assert stored == {"apiVersion": "projectcalico.org/v3", "kind": "IPPool",
+                      "metadata": {"name": "default-ipv4-ippool", "creationTimestamp": "2025-11-20T09:12:41Z",
+                                   "uid": "0f5cc1a8-3a6d-4c1c-9d0a-6a2c4f2f3a55"},
+                      "spec": CLUSTER_POOL["spec"]}
+
+
+def test_read_defaults_fill_what_calico_fills_when_it_reads_an_old_pool() -> None:
+    assert v3.pool_read_defaults({"cidr": "10.0.0.0/16", "natOutgoing": True}) == {
+        "cidr": "10.0.0.0/16", "natOutgoing": True, "blockSize": 26, "ipipMode": "Never", "vxlanMode": "Never",
+        "nodeSelector": "all()", "allowedUses": ["Workload", "Tunnel"], "assignmentMode": "Automatic"}
+    complete = CLUSTER_POOL["spec"]
+    assert v3.pool_read_defaults(complete) == complete

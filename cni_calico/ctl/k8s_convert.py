@@ -11,10 +11,8 @@ be fed to `calicoctl apply -f -`. `render` prints the result as calicoctl conver
 from __future__ import annotations
 
 import ipaddress
-import json
 from typing import Any, Literal, Union
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from .. import v3
@@ -23,7 +21,6 @@ API_VERSION = "networking.k8s.io/v1"
 NAME_PREFIX = "knp.default."  # Calico's name for a converted policy: tier `default`
 ORDER = 1000  # every converted policy sits at this order in Calico
 ORCHESTRATOR_SELECTOR = "projectcalico.org/orchestrator == 'k8s'"
-FORMATS = ("yaml", "yml", "json")
 
 
 class ConversionError(ValueError):
@@ -148,11 +145,9 @@ def render(items: list[dict[str, Any]], fmt: str) -> str:
     (which `calicoctl apply -f` reads back)."""
     document: Any = items[0] if len(items) == 1 else {
         "apiVersion": "v1", "kind": "List", "items": items, "metadata": {}}
-    if fmt == "json":
-        return json.dumps(document, indent=2, sort_keys=True) + "\n"
-    if fmt in ("yaml", "yml"):
-        return yaml.safe_dump(document, default_flow_style=False, sort_keys=True)
-    raise ValueError(f"unknown output format {fmt!r}: use one of {', '.join(FORMATS)}")
+    from .output import dump
+
+    return dump(document, fmt)
 
 
 def network_policy(data: dict[str, Any]) -> dict[str, Any]:

@@ -11,14 +11,25 @@ import json
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from .. import keys
+from .. import keys, v3
 from ..resources import DEFAULT_AS
+from .gotext import go_text, join
 
 Row = dict[str, Any]
-Column = tuple[str, Callable[[Row], str]]
 
 
-def _get(data: Row, path: str, default: Any = "") -> Any:
+@dataclass(frozen=True)
+class TableContext:
+    """What a cell may need beyond its row: the AS number nodes inherit (Calico's template
+    function `config "asnumber"`: BGPConfiguration default's, else 64512)."""
+
+    default_as: str = str(DEFAULT_AS)
+
+
+Cell = Callable[[Row, TableContext], str]
+
+
+def _get(data: Row, path: str, default: Any = None) -> Any:
     node: Any = data
     for part in path.split("."):
         if not isinstance(node, dict) or part not in node:
@@ -27,38 +38,56 @@ def _get(data: Row, path: str, default: Any = "") -> Any:
     return node
 
 
-def _text(value: Any) -> str:
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, list):
-        return ",".join(str(v) for v in value)
-    return "" if value is None else str(value)
+def field(path: str, default: Any = None) -> Cell:
+    return lambda row, _: go_text(_get(row, path, default))
 
 
-def col(header: str, path: str, default: Any = "") -> Column:
-    return header, lambda row: _text(_get(row, path, default))
+def either(path: str, fallback: str) -> Cell:
+    """`{{if .X}}{{.X}}{{else}}fallback{{end}}`: the value unless it is unset, empty or zero."""
+    return lambda row, _: go_text(_get(row, path)) if _get(row, path) not in (None, "", 0, False, [], {}) \
+        else fallback
 
 
-def _node_asn(row: Row) -> str:
-    asn = _get(row, "spec.bgp.asNumber", None)
-    return str(asn) if asn else f"({DEFAULT_AS})" if _get(row, "spec.bgp", None) else ""  # inherited: shown in ()
+def _node_asn(row: Row, context: TableContext) -> str:
+    if _get(row, "spec.bgp") is None:
+        return ""
+    asn = _get(row, "spec.bgp.asNumber")
+    return str(asn) if asn else f"({context.default_as})"  # inherited: shown in ()
 
 
-def _node_ipv4(row: Row) -> str:
-    return _text(_get(row, "spec.bgp.ipv4Address"))
+def _node_address(version: int) -> Cell:
+    return lambda row, _: str(_get(row, f"spec.bgp.ipv{version}Address") or "")
 
 
-@dataclass(frozen=True)
+def _peer_node(row: Row, _: TableContext) -> str:
+    return _get(row, "spec.node") or _get(row, "spec.nodeSelector") or "(global)"
+
+
+def _workload(row: Row, _: TableContext) -> str:
+    return _get(row, "spec.workload") or _get(row, "spec.pod") or ""
+
+
+_NAME = field("metadata.name", "")
+_NAMESPACE = field("metadata.namespace", "")
+
+
+@dataclass(frozen=True, eq=False)  # one instance per kind: identity is equality
 class Kind:
     name: str  # Calico's spelling: "IPPool"
     plural: str  # the etcd key segment: "ippools"
     aliases: tuple[str, ...]
-    columns: tuple[Column, ...]
-    wide: tuple[Column, ...]
+    headings: tuple[str, ...]  # the table's columns (`-o ps`), as Calico's resource manager lists them
+    wide_headings: tuple[str, ...]  # `-o wide`
+    cells: dict[str, Cell]  # heading -> its cell (NAMESPACE for the kinds that may show it)
     namespaced: bool = False
     read_only: bool = False
     immutable: tuple[str, ...] = ()  # spec fields that cannot change once created
     only_name: str | None = None  # a singleton: the one name it may have
+
+    def table_headings(self, wide: bool, with_namespace: bool) -> tuple[str, ...]:
+        """Calico's: NAMESPACE goes first when asked for (-n or -A) and the kind can show it."""
+        headings = self.wide_headings if wide else self.headings
+        return ("NAMESPACE", *headings) if with_namespace and "NAMESPACE" in self.cells else headings
 
     def key(self, name: str, namespace: str | None = None) -> str:
         if self.name == "IPAMConfiguration":
@@ -80,61 +109,76 @@ class Kind:
         return json.dumps(stored, sort_keys=True)
 
     def decode(self, value: str) -> Row:
+        """A stored value as `get` shows it (and as a write compares against)."""
         data = json.loads(value)
         if self.name == "IPAMConfiguration":
             return {"apiVersion": "projectcalico.org/v3", "kind": self.name, "metadata": {"name": "default"},
                     "spec": {"strictAffinity": bool(data.get("strict_affinity", False)),
                              "maxBlocksPerHost": int(data.get("maxBlocksPerHost", 0) or 0),
                              "autoAllocateBlocks": bool(data.get("auto_allocate_blocks", True))}}
+        if self.name == "IPPool" and isinstance(data.get("spec"), dict):
+            data["spec"] = v3.pool_read_defaults(data["spec"])  # as Calico reads a pool
         return data
 
 
-_NAME = col("NAME", "metadata.name")
-_NAMESPACE = col("NAMESPACE", "metadata.namespace")
+_POOL_ALIASES = ("ippool", "ippools", "ipp", "ipps", "pool", "pools")
 
 KINDS = (
-    Kind("IPPool", "ippools", ("ippool", "ippools", "ipp", "ipps", "pool", "pools"),
-         (_NAME, col("CIDR", "spec.cidr"), col("SELECTOR", "spec.nodeSelector", "all()")),
-         (_NAME, col("CIDR", "spec.cidr"), col("NAT", "spec.natOutgoing", False),
-          col("IPIPMODE", "spec.ipipMode", "Never"), col("VXLANMODE", "spec.vxlanMode", "Never"),
-          col("DISABLED", "spec.disabled", False), col("SELECTOR", "spec.nodeSelector", "all()")),
+    Kind("IPPool", "ippools", _POOL_ALIASES,
+         ("NAME", "CIDR", "SELECTOR"),
+         ("NAME", "CIDR", "NAT", "IPIPMODE", "VXLANMODE", "DISABLED", "DISABLEBGPEXPORT", "SELECTOR",
+          "ASSIGNMENTMODE"),
+         {"NAME": _NAME, "CIDR": field("spec.cidr", ""), "NAT": field("spec.natOutgoing", False),
+          "IPIPMODE": either("spec.ipipMode", "Never"), "VXLANMODE": either("spec.vxlanMode", "Never"),
+          "DISABLED": field("spec.disabled", False), "DISABLEBGPEXPORT": field("spec.disableBGPExport", False),
+          "SELECTOR": field("spec.nodeSelector", ""), "ASSIGNMENTMODE": field("spec.assignmentMode")},
          immutable=("cidr", "blockSize")),
     Kind("Node", "nodes", ("node", "nodes", "no", "nos"),
-         (_NAME,),
-         (_NAME, ("ASN", _node_asn), ("IPV4", _node_ipv4), col("IPV6", "spec.bgp.ipv6Address"))),
+         ("NAME",), ("NAME", "ASN", "IPV4", "IPV6"),
+         {"NAME": _NAME, "ASN": _node_asn, "IPV4": _node_address(4), "IPV6": _node_address(6)}),
     Kind("BGPConfiguration", "bgpconfigurations",
          ("bgpconfiguration", "bgpconfigurations", "bgpconfig", "bgpconfigs"),
-         (_NAME, col("LOGSEVERITY", "spec.logSeverityScreen"), col("MESHENABLED", "spec.nodeToNodeMeshEnabled"),
-          col("ASNUMBER", "spec.asNumber")),
-         (_NAME, col("LOGSEVERITY", "spec.logSeverityScreen"), col("MESHENABLED", "spec.nodeToNodeMeshEnabled"),
-          col("ASNUMBER", "spec.asNumber"))),
+         ("NAME", "LOGSEVERITY", "MESHENABLED", "ASNUMBER"), ("NAME", "LOGSEVERITY", "MESHENABLED", "ASNUMBER"),
+         {"NAME": _NAME, "LOGSEVERITY": field("spec.logSeverityScreen", ""),
+          "MESHENABLED": lambda row, _: "-" if _get(row, "spec.nodeToNodeMeshEnabled") is None
+          else go_text(_get(row, "spec.nodeToNodeMeshEnabled")),
+          "ASNUMBER": either("spec.asNumber", "-")}),
     Kind("BGPPeer", "bgppeers", ("bgppeer", "bgppeers", "bgpp", "bgpps", "bp", "bps"),
-         (_NAME, col("PEERIP", "spec.peerIP"), col("NODE", "spec.node", "(global)"), col("ASN", "spec.asNumber")),
-         (_NAME, col("PEERIP", "spec.peerIP"), col("NODE", "spec.node", "(global)"), col("ASN", "spec.asNumber"),
-          col("NODESELECTOR", "spec.nodeSelector"), col("PEERSELECTOR", "spec.peerSelector"))),
+         ("NAME", "PEERIP", "NODE", "ASN"), ("NAME", "PEERIP", "NODE", "ASN"),
+         {"NAME": _NAME, "PEERIP": field("spec.peerIP", ""), "NODE": _peer_node, "ASN": field("spec.asNumber", 0)}),
     Kind("Profile", "profiles", ("profile", "profiles", "pro", "pros"),
-         (_NAME,), (_NAME, col("LABELS", "spec.labelsToApply"))),
+         ("NAME",), ("NAME", "LABELS"),
+         {"NAME": _NAME, "LABELS": lambda row, _: join(_get(row, "spec.labelsToApply"))}),
     Kind("NetworkPolicy", "networkpolicies",
          ("networkpolicy", "networkpolicies", "policy", "policies", "np", "nps", "pol", "pols"),
-         (_NAME,), (_NAME, col("ORDER", "spec.order"), col("SELECTOR", "spec.selector", "all()")), namespaced=True),
+         ("NAME", "TIER"), ("NAME", "TIER", "ORDER", "SELECTOR"),
+         {"NAME": _NAME, "NAMESPACE": _NAMESPACE, "TIER": field("spec.tier", "default"),
+          "ORDER": field("spec.order"), "SELECTOR": field("spec.selector", "")}, namespaced=True),
     Kind("GlobalNetworkPolicy", "globalnetworkpolicies",
          ("globalnetworkpolicy", "globalnetworkpolicies", "gnp", "gnps", "globalpolicy", "globalpolicies"),
-         (_NAME,), (_NAME, col("ORDER", "spec.order"), col("SELECTOR", "spec.selector", "all()"))),
+         ("NAME",), ("NAME", "ORDER", "SELECTOR"),
+         {"NAME": _NAME, "ORDER": field("spec.order"), "SELECTOR": field("spec.selector", "")}),
     Kind("WorkloadEndpoint", "workloadendpoints", ("workloadendpoint", "workloadendpoints", "wep", "weps"),
-         (col("WORKLOAD", "spec.workload"), col("NODE", "spec.node"), col("NETWORKS", "spec.ipNetworks"),
-          col("INTERFACE", "spec.interfaceName")),
-         (_NAME, col("WORKLOAD", "spec.workload"), col("NODE", "spec.node"), col("NETWORKS", "spec.ipNetworks"),
-          col("INTERFACE", "spec.interfaceName"), col("PROFILES", "spec.profiles")), namespaced=True),
+         ("WORKLOAD", "NODE", "NETWORKS", "INTERFACE"),
+         ("NAME", "WORKLOAD", "NODE", "NETWORKS", "INTERFACE", "PROFILES", "NATS"),
+         {"NAME": _NAME, "NAMESPACE": _NAMESPACE, "WORKLOAD": _workload, "NODE": field("spec.node", ""),
+          "NETWORKS": lambda row, _: join(_get(row, "spec.ipNetworks")),
+          "INTERFACE": field("spec.interfaceName", ""),
+          "PROFILES": lambda row, _: join(_get(row, "spec.profiles")),
+          "NATS": lambda row, _: join(_get(row, "spec.ipNATs"))}, namespaced=True),
     Kind("IPAMConfiguration", "ipamconfigurations",
          ("ipamconfiguration", "ipamconfigurations", "ipamconfig", "ipamconfigs"),
-         (_NAME, col("STRICTAFFINITY", "spec.strictAffinity"), col("MAXBLOCKSPERHOST", "spec.maxBlocksPerHost")),
-         (_NAME, col("STRICTAFFINITY", "spec.strictAffinity"), col("MAXBLOCKSPERHOST", "spec.maxBlocksPerHost"),
-          col("AUTOALLOCATEBLOCKS", "spec.autoAllocateBlocks")), only_name="default"),
+         ("NAME", "STRICTAFFINITY", "AUTOALLOCATEBLOCKS"),
+         ("NAME", "STRICTAFFINITY", "AUTOALLOCATEBLOCKS", "MAXBLOCKSPERHOST"),
+         {"NAME": _NAME, "STRICTAFFINITY": field("spec.strictAffinity", False),
+          "AUTOALLOCATEBLOCKS": field("spec.autoAllocateBlocks", False),
+          "MAXBLOCKSPERHOST": field("spec.maxBlocksPerHost", 0)}, only_name="default"),
     Kind("ClusterInformation", "clusterinformations",
          ("clusterinformation", "clusterinformations", "clusterinfo", "clusterinfos"),
-         (_NAME, col("CALICOVERSION", "spec.calicoVersion"), col("DATASTOREREADY", "spec.datastoreReady")),
-         (_NAME, col("CLUSTERGUID", "spec.clusterGUID"), col("CLUSTERTYPE", "spec.clusterType"),
-          col("CALICOVERSION", "spec.calicoVersion"), col("DATASTOREREADY", "spec.datastoreReady")),
+         ("NAME", "CLUSTERGUID", "CLUSTERTYPE", "CALICOVERSION", "DATASTOREREADY"),
+         ("NAME", "CLUSTERGUID", "CLUSTERTYPE", "CALICOVERSION", "DATASTOREREADY"),
+         {"NAME": _NAME, "CLUSTERGUID": field("spec.clusterGUID", ""), "CLUSTERTYPE": field("spec.clusterType", ""),
+          "CALICOVERSION": field("spec.calicoVersion", ""), "DATASTOREREADY": field("spec.datastoreReady")},
          read_only=True, only_name="default"),
 )
 
@@ -152,7 +196,3 @@ def by_alias(text: str) -> Kind | None:
 
 def by_kind(name: str) -> Kind | None:
     return _BY_NAME.get(name)
-
-
-def names() -> str:
-    return ", ".join(k.aliases[0] for k in KINDS)

@@ -13,7 +13,11 @@ from .errors import CtlError
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise CtlError(f"{self.prog}: {message}")
+        raise _BadArguments(message)
+
+
+class _BadArguments(Exception):
+    """Worded by `run` as Calico words any bad command line (it names the whole line)."""
 
 
 def _connection_flags(p: argparse.ArgumentParser) -> None:
@@ -31,7 +35,7 @@ def parser() -> argparse.ArgumentParser:
     get.add_argument("kind", help="ippool, node, bgpconfig, bgppeer, profile, networkpolicy, globalnetworkpolicy, "
                                   "workloadendpoint, ipamconfig, clusterinformation (or their short names)")
     get.add_argument("names", nargs="*", help="names (a pool may be named by its CIDR)")
-    get.add_argument("-o", "--output", default="ps", help="ps (default), wide, yaml or json")
+    get.add_argument("-o", "--output", default="ps", help="ps (default), wide, yaml (or yml) or json")
     get.add_argument("-n", "--namespace")
     get.add_argument("-A", "--all-namespaces", action="store_true")
     get.set_defaults(handler=_with_store("get"))
@@ -41,6 +45,8 @@ def parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(verb, help=text)
         sub.add_argument("-f", "--filename", required=True, help="YAML or JSON file, or - for stdin")
         sub.add_argument("-n", "--namespace")
+        if verb == "create":
+            sub.add_argument("--skip-exists", action="store_true", help="count a resource that exists as created")
         sub.set_defaults(handler=_with_store(verb))
 
     delete = commands.add_parser("delete", help="delete resources by name or from a file")
@@ -48,7 +54,7 @@ def parser() -> argparse.ArgumentParser:
     delete.add_argument("names", nargs="*")
     delete.add_argument("-f", "--filename")
     delete.add_argument("-n", "--namespace")
-    delete.add_argument("--skip-not-exists", action="store_true")
+    delete.add_argument("-s", "--skip-not-exists", action="store_true")
     delete.set_defaults(handler=_with_store("delete"))
 
     patch = commands.add_parser("patch", help="merge a JSON patch into one resource")
@@ -85,6 +91,11 @@ def parser() -> argparse.ArgumentParser:
     run_parser.set_defaults(handler=node.run)
     status_parser = node_commands.add_parser("status", help="BGP sessions of this host")
     status_parser.set_defaults(handler=node.status)
+    stop_parser = node_commands.add_parser("stop", help="stop the calico-node agent of this host (SIGTERM)")
+    stop_parser.add_argument("--run-dir", dest="run_dir", help="its run directory (default $CALICO_RUN_DIR, "
+                                                                "else /var/run/calico)")
+    stop_parser.add_argument("--timeout", type=float, default=30, help="seconds to wait for it to exit")
+    stop_parser.set_defaults(handler=node.stop)
 
     convert = commands.add_parser("convert", help="print Kubernetes NetworkPolicy and Calico v1 resources as v3")
     convert.add_argument("-f", "--filename", required=True, help="YAML or JSON file, or - for stdin")
@@ -150,19 +161,25 @@ def _convert(args: argparse.Namespace, env: dict[str, str], out: TextIO) -> int:
 
 
 def _version(args: argparse.Namespace, env: dict[str, str], out: TextIO) -> int:
-    out.write(f"Client Version:    v{__version__}\n")
+    """Calico's lines; the cluster's come from ClusterInformation, which calico-node writes."""
+    from ..build_info import build_info
     from ..errors import CniError
     from . import connection, store
     from .kinds import by_kind
 
+    commit, date = build_info()
+    out.write(f"Client Version:    v{__version__}\nBuild date:        {date}\nGit commit:        {commit}\n")
+    ref = store.Ref(by_kind("ClusterInformation"), "default")  # type: ignore[arg-type]
     try:
         with connection.open_store(connection.resolve(args.config, env)) as ds:
-            found = store.read(ds, store.Ref(by_kind("ClusterInformation"), "default"))  # type: ignore[arg-type]
-    except (CniError, CtlError):
-        found = None
-    spec: dict[str, Any] = found[0].get("spec", {}) if found else {}
-    out.write(f"Cluster Version:   {spec.get('calicoVersion', 'unknown')}\n")
-    out.write(f"Cluster Type:      {spec.get('clusterType', 'unknown')}\n")
+            found = store.read(ds, ref)
+    except CniError as exc:
+        raise CtlError(f"Unable to retrieve Cluster Version or Type: {exc.msg}") from None
+    if found is None:
+        raise CtlError(f"Unable to retrieve Cluster Version or Type: {store.not_found(ref)}")
+    spec: dict[str, Any] = found[0].get("spec", {})
+    out.write(f"Cluster Version:   {spec.get('calicoVersion') or 'unknown'}\n")
+    out.write(f"Cluster Type:      {spec.get('clusterType') or 'unknown'}\n")
     return 0
 
 
@@ -172,11 +189,15 @@ def run(argv: Sequence[str], env: dict[str, str], out: TextIO) -> int:
     try:
         args = parser().parse_args(argv)
         return int(args.handler(args, env, out) or 0)
-    except CtlError as exc:
-        print(f"calicoctl: {exc}" if not str(exc).startswith("calicoctl") else str(exc), file=sys.stderr)
+    except _BadArguments:
+        print(f"Invalid option: 'calicoctl {' '.join(argv)}'. Use flag '--help' to read about a specific "
+              "subcommand.", file=sys.stderr)
+        return 1
+    except CtlError as exc:  # worded as Calico prints its errors: no prefix
+        print(str(exc), file=sys.stderr)
         return 1
     except CniError as exc:  # etcd unreachable and the like
-        print(f"calicoctl: {exc.msg}", file=sys.stderr)
+        print(exc.msg, file=sys.stderr)
         return 1
 
 

@@ -1,10 +1,18 @@
-"""`calicoctl node run` and `calicoctl node status`."""
+"""`calicoctl node run`, `node status` and `node stop`.
+
+`node run` starts calico-node detached; the agent writes its pid to `calico-node.pid` in its run
+directory (CALICO_RUN_DIR, default /var/run/calico) and removes it when it exits. `node stop`
+finds it there and stops it as a service manager would: SIGTERM (the agent then stops BIRD in
+graceful-restart mode, so routes stay in the kernel and with the peers while it is down), then
+waits for it to exit.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -14,6 +22,8 @@ from typing import TextIO
 from .errors import CtlError
 
 DEFAULT_RUN_DIR = "/var/run/calico"
+NOT_RUNNING = "Calico process is not running."  # Calico's words (node status)
+PID_FILE = "calico-node.pid"  # the agent writes it (node/agent.py) and removes it on exit
 
 
 def run_dir(env: dict[str, str]) -> Path:
@@ -23,7 +33,7 @@ def run_dir(env: dict[str, str]) -> Path:
 def agent_pid(directory: Path) -> int | None:
     """The agent's PID if its pid file names a live process."""
     try:
-        pid = int((directory / "calico-node.pid").read_text().strip())
+        pid = int((directory / PID_FILE).read_text().strip())
         os.kill(pid, 0)
     except (OSError, ValueError):
         return None
@@ -36,8 +46,7 @@ def status(args: argparse.Namespace, env: dict[str, str], out: TextIO) -> int:
 
     directory = run_dir(env)
     if agent_pid(directory) is None:
-        out.write(format_status(False, [], f"no calico-node agent is running (no live pid in {directory})"))
-        return 1
+        raise CtlError(NOT_RUNNING)
     try:
         protocols = BirdControl(directory / "bird.ctl", timeout=5).protocols()
     except BirdError as exc:  # the agent runs but BIRD does not answer: say so in the table's place
@@ -88,3 +97,28 @@ def run(args: argparse.Namespace, env: dict[str, str], out: TextIO) -> int:
             return 0
         time.sleep(0.1)
     raise CtlError(f"calico-node (pid {proc.pid}) did not become ready within {args.timeout:.0f} s; see {log_path}")
+
+
+def stop(args: argparse.Namespace, env: dict[str, str], out: TextIO) -> int:
+    """Stop this host's agent: SIGTERM to the pid in its pid file, then wait until it has exited."""
+    from ..procs import is_calico_node, running
+
+    directory = Path(args.run_dir or env.get("CALICO_RUN_DIR") or DEFAULT_RUN_DIR)
+    pid = agent_pid(directory)
+    if pid is None or not running(pid):
+        raise CtlError(NOT_RUNNING)
+    if not is_calico_node(pid):
+        raise CtlError(f"pid {pid} in {directory / PID_FILE} is not calico-node: left alone")
+    out.write(f"Stopping calico-node (pid {pid})\n")
+    out.flush()
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass  # it exited in between: stopped all the same
+    deadline = time.monotonic() + args.timeout
+    while running(pid):
+        if time.monotonic() >= deadline:
+            raise CtlError(f"calico-node (pid {pid}) is still running {args.timeout:.0f} s after SIGTERM")
+        time.sleep(0.1)
+    out.write("Calico node stopped.\n")
+    return 0

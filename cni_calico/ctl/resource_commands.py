@@ -1,7 +1,8 @@
 """calicoctl get / create / apply / replace / delete / patch.
 
 Every document of a `-f` file is read and validated before anything is written, so a bad
-document changes nothing; then each is applied on its own and its outcome reported.
+document changes nothing (one line naming the file, the document and the field); then each is
+applied on its own, and the outcome is summed up as Calico does (summary.py).
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ from .. import v3
 from ..datastore import Datastore
 from . import documents, output, semantics, store
 from .errors import CtlError
-from .kinds import Kind, by_alias, by_kind, names
+from .kinds import Kind, TableContext, by_alias, by_kind
 from .store import OperationError, Ref
+from .summary import Outcome, Summary, summarize
 
 Row = dict[str, Any]
-PAST = {"create": "created", "apply": "applied", "replace": "replaced", "delete": "deleted", "patch": "patched"}
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ class Prepared:
 def kind_named(text: str) -> Kind:
     kind = by_alias(text)
     if kind is None:
-        raise CtlError(f"resource type '{text}' is not supported (known: {names()})")
+        raise CtlError(f"resource type '{text}' is not supported")
     return kind
 
 
@@ -81,22 +82,46 @@ def load_prepared(args: argparse.Namespace) -> list[Prepared]:
 # ------------------------------------------------------------------ get
 
 def get(ds: Datastore, args: argparse.Namespace, out: TextIO) -> int:
-    kind = kind_named(args.kind)
+    """Calico's get: by name, each resource found is printed (a table each) and each one missing
+    is an error line after them; without names, a listing."""
+    if args.output not in output.FORMATS:
+        raise CtlError(f"unrecognized output format '{args.output}'")
+    try:
+        kind = kind_named(args.kind)
+    except CtlError as exc:
+        raise CtlError(f"Failed to get resources: {exc}") from None
     namespace = None if args.all_namespaces else _namespace(kind, args)
+    errors: list[str] = []
     if args.names:
         rows = []
         for name in args.names:
+            if kind.namespaced and args.all_namespaces:
+                errors.append("cannot use --all-namespace flag for getting a single resource")
+                continue
             ref = Ref(kind, _resolve_name(ds, kind, name), namespace)
             found = store.read(ds, ref)
             if found is None:
-                raise CtlError(f"resource does not exist: {ref}")
-            rows.append(found[0])
-        revision = ds.snapshot("/calico/resources/")[1]
+                errors.append(str(store.not_found(ref)))
+            else:
+                rows.append(found[0])
+        revision = 0  # a List is not printed for names
     else:
         rows, revision = store.list_all(ds, kind, namespace)
-    out.write(output.render(kind, rows, args.output, single=len(args.names) == 1, revision=revision,
-                            all_namespaces=args.all_namespaces))
+    out.write(output.render(kind, rows, args.output, named=bool(args.names), revision=revision,
+                            with_namespace=bool(args.namespace) or args.all_namespaces,
+                            context=_table_context(ds, kind, args.output)))
+    if errors:
+        raise CtlError("\n".join(errors))
     return 0
+
+
+def _table_context(ds: Datastore, kind: Kind, fmt: str) -> TableContext:
+    """The AS number a node inherits, read only when a node table may show it."""
+    if kind.name != "Node" or fmt != "wide":
+        return TableContext()
+    found = store.read(ds, Ref(by_kind("BGPConfiguration"), "default"))  # type: ignore[arg-type]
+    asn = found[0].get("spec", {}).get("asNumber") if found else None
+    return TableContext(default_as=str(asn)) if asn else TableContext()
 
 
 def _resolve_name(ds: Datastore, kind: Kind, name: str) -> str:
@@ -107,24 +132,32 @@ def _resolve_name(ds: Datastore, kind: Kind, name: str) -> str:
 
 # ------------------------------------------------------------------ create / apply / replace
 
+# What Calico answers for the one kind calico-node owns (resourcemgr/clusterinfo.go, resourcemgr.go)
+READ_ONLY = {"create": "operation create or apply is not supported on {kind}",
+             "apply": "operation apply is not supported on {kind}: resource is readonly",
+             "replace": "operation apply or replace is not supported on {kind}",
+             "delete": "operation delete is not supported on {kind}"}
+
+
 def write(ds: Datastore, verb: str, args: argparse.Namespace, out: TextIO) -> int:
-    prepared = load_prepared(args)
-    for item in prepared:
-        if item.kind.read_only:
-            raise CtlError(f"{item.source}: {item.kind.name} is read-only")
-    outcomes: list[tuple[Prepared, str | None, str]] = []  # (item, error, what happened)
-    for item in prepared:
+    outcomes = []
+    for item in load_prepared(args):
         try:
-            outcomes.append((item, None, _write_one(ds, verb, item)))
+            _write_one(ds, verb, item)
+            outcomes.append(Outcome(item.kind.name))
         except OperationError as exc:
-            outcomes.append((item, str(exc), ""))
-    return report(verb, outcomes, out)
+            skipped = verb == "create" and getattr(args, "skip_exists", False) and \
+                str(exc) == str(store.already_exists(item.ref))
+            outcomes.append(Outcome(item.kind.name, None if skipped else str(exc)))
+    return _report(summarize(verb, outcomes), out)
 
 
 def _write_one(ds: Datastore, verb: str, item: Prepared) -> str:
+    if item.kind.read_only:
+        raise OperationError(READ_ONLY[verb].format(kind=item.kind.name))
     if verb == "replace" and store.read(ds, item.ref) is None:
-        raise OperationError(f"resource does not exist: {item.ref}")
-    if item.kind.name == "IPPool":
+        raise store.not_found(item.ref)
+    if item.kind.name == "IPPool" and verb != "replace":  # Calico checks overlaps on create (apply tries that first)
         semantics.check_pool_overlap(ds, item.stored)
     if verb == "create":
         store.create(ds, item.kind, item.stored)
@@ -134,22 +167,11 @@ def _write_one(ds: Datastore, verb: str, item: Prepared) -> str:
     return store.apply(ds, item.kind, item.stored, item.version)
 
 
-def report(verb: str, outcomes: list[tuple[Prepared, str | None, str]], out: TextIO) -> int:
-    """Calico's summary line; with several documents, a line per document first."""
-    failed = [(item, error) for item, error, _ in outcomes if error]
-    if len(outcomes) > 1:
-        for item, error, what in outcomes:
-            out.write(f"{item.ref}: {'failed: ' + error if error else what}\n")
-    kinds = {item.kind.name for item, _, _ in outcomes}
-    noun = f"'{next(iter(kinds))}' resource(s)" if len(kinds) == 1 else "resource(s)"
-    done = len(outcomes) - len(failed)
-    if not failed:
-        out.write(f"Successfully {PAST[verb]} {done} {noun}\n")
-        return 0
-    if len(outcomes) == 1:
-        item, error = failed[0]
-        raise CtlError(f"Failed to {verb} '{item.kind.name}' resource: [{error}]")
-    raise CtlError(f"{verb}: {done} of {len(outcomes)} {noun} {PAST[verb]}, {len(failed)} failed")
+def _report(summary: Summary, out: TextIO) -> int:
+    out.write(summary.out)
+    if summary.error is not None:
+        raise CtlError(summary.error)
+    return 0
 
 
 # ------------------------------------------------------------------ delete
@@ -158,33 +180,28 @@ def delete(ds: Datastore, args: argparse.Namespace, out: TextIO) -> int:
     if args.filename:
         if args.kind:
             raise CtlError("give either -f FILE or a resource type and names, not both")
-        targets = [(item, item.ref, item.version) for item in load_prepared(args)]
+        targets = [(item.ref, item.version) for item in load_prepared(args)]
     else:
         if not args.kind or not args.names:
             raise CtlError("delete needs -f FILE, or a resource type and at least one name")
         kind = kind_named(args.kind)
         namespace = _namespace(kind, args)
-        targets = [(None, Ref(kind, _resolve_name(ds, kind, n), namespace), None) for n in args.names]
-    for _, ref, _ in targets:
-        if ref.kind.read_only:
-            raise CtlError(f"{ref.kind.name} is read-only")
-    outcomes: list[tuple[Prepared, str | None, str]] = []
+        targets = [(Ref(kind, _resolve_name(ds, kind, n), namespace), None) for n in args.names]
+    outcomes: list[Outcome] = []
     warnings: list[str] = []
-    for item, ref, version in targets:
-        shown = item or Prepared(str(ref), ref.kind, {"metadata": {"name": ref.name, "namespace": ref.namespace}},
-                                 None)
+    for ref, version in targets:
         try:
+            if ref.kind.read_only:
+                raise OperationError(READ_ONLY["delete"].format(kind=ref.kind.name))
             row = store.delete(ds, ref, version)
             warnings += _after_delete(ds, ref, row)
-            outcomes.append((shown, None, "deleted"))
+            outcomes.append(Outcome(ref.kind.name))
         except OperationError as exc:
-            if args.skip_not_exists and str(exc).startswith("resource does not exist"):
-                outcomes.append((shown, None, "not found (skipped)"))
-                continue
-            outcomes.append((shown, str(exc), ""))
+            skipped = args.skip_not_exists and str(exc) == str(store.not_found(ref))
+            outcomes.append(Outcome(ref.kind.name, None if skipped else str(exc)))
     for warning in warnings:
         print(f"Warning: {warning}", file=sys.stderr)
-    return report("delete", outcomes, out)
+    return _report(summarize("delete", outcomes, by_name=not args.filename), out)
 
 
 def _after_delete(ds: Datastore, ref: Ref, row: Row) -> list[str]:
@@ -201,9 +218,8 @@ def _after_delete(ds: Datastore, ref: Ref, row: Row) -> list[str]:
 # ------------------------------------------------------------------ patch
 
 def patch(ds: Datastore, args: argparse.Namespace, out: TextIO) -> int:
+    """A JSON merge patch of one resource; the patched resource is validated like a document."""
     kind = kind_named(args.kind)
-    if kind.read_only:
-        raise CtlError(f"{kind.name} is read-only")
     try:
         change = json.loads(args.patch)
     except json.JSONDecodeError as exc:
@@ -211,22 +227,31 @@ def patch(ds: Datastore, args: argparse.Namespace, out: TextIO) -> int:
     if not isinstance(change, dict):
         raise CtlError("--patch must be a JSON object")
     ref = Ref(kind, _resolve_name(ds, kind, args.name), _namespace(kind, args))
+    try:
+        _patch_one(ds, ref, change)
+        outcome = Outcome(kind.name)
+    except OperationError as exc:
+        outcome = Outcome(kind.name, str(exc))
+    return _report(summarize("patch", [outcome], by_name=True), out)
+
+
+def _patch_one(ds: Datastore, ref: Ref, change: dict[str, Any]) -> None:
+    if ref.kind.read_only:
+        raise OperationError(READ_ONLY["replace"].format(kind=ref.kind.name))
     current = store.read(ds, ref)
     if current is None:
-        raise CtlError(f"resource does not exist: {ref}")
+        raise store.not_found(ref)
     row, revision = current
     merged = store.merge_patch(row, change)
     merged.setdefault("metadata", {})["resourceVersion"] = str(revision)
-    doc = documents.Document("--patch", 1, merged)
-    item = prepare(doc, argparse.Namespace(namespace=ref.namespace))
-    if item.ref != ref:
-        raise CtlError("--patch cannot change the resource's name or namespace")
     try:
-        if kind.name == "IPPool":
-            semantics.check_pool_overlap(ds, item.stored)
-        store.replace(ds, kind, item.stored, str(revision), current)
+        item = prepare(documents.Document("--patch", 1, merged), argparse.Namespace(namespace=ref.namespace))
+    except CtlError as exc:  # as Calico words a patched resource the update refuses
+        raise OperationError(f"updating existing resource: {str(exc).removeprefix('--patch: document 1: ')}") \
+            from None
+    if item.ref != ref:
+        raise OperationError("updating existing resource: --patch cannot change the resource's name or namespace")
+    try:
+        store.replace(ds, ref.kind, item.stored, str(revision), current)
     except OperationError as exc:
-        raise CtlError(f"Failed to patch '{kind.name}' resource: [{exc}]") from None
-    out.write(f"Successfully patched 1 '{kind.name}' resource\n")
-    return 0
-
+        raise OperationError(f"updating existing resource: {exc}") from None

@@ -12,7 +12,7 @@ from ..block import AllocationBlock
 from ..datastore import Datastore
 from ..ipam_client import IpamClient, ReleaseOptions
 from .kinds import by_kind
-from .store import OperationError, Ref, list_all
+from .store import Ref, field_error, list_all
 
 log = logging.getLogger(__name__)
 Row = dict[str, Any]
@@ -30,8 +30,9 @@ def check_pool_overlap(ds: Datastore, stored: Row) -> None:
         except (KeyError, netaddr.AddrFormatError, ValueError):
             continue
         if other.version == mine.version and (mine in other or other in mine):
-            raise OperationError(f"IPPool({stored['metadata']['name']}): {mine} overlaps "
-                                 f"IPPool({row['metadata']['name']}) {other}")
+            raise field_error("IPPool.Spec.CIDR", stored["spec"]["cidr"],
+                              f"IPPool({stored['metadata']['name']}) CIDR overlaps with "
+                              f"IPPool({row['metadata']['name']}) CIDR {row['spec']['cidr']}")
 
 
 def release_pool_blocks(ds: Datastore, pool: Row) -> tuple[int, int]:

@@ -23,7 +23,25 @@ SERVER_FIELDS = ("resourceVersion", "creationTimestamp", "uid")
 
 
 class OperationError(Exception):
-    """One resource's operation failed; the message is Calico's short form (shown per document)."""
+    """One resource's operation failed; the message is Calico's (libcalico-go's error texts)."""
+
+
+def not_found(ref: Ref) -> OperationError:
+    # etcd's "no such key" carries no inner error, which Calico prints as it is
+    return OperationError(f"resource does not exist: {ref} with error: <nil>")
+
+
+def already_exists(ref: Ref) -> OperationError:
+    return OperationError(f"resource already exists: {ref}")
+
+
+def update_conflict(ref: Ref) -> OperationError:
+    return OperationError(f"update conflict: {ref}")
+
+
+def field_error(field: str, value: object, reason: str) -> OperationError:
+    """libcalico-go's validation error for one field."""
+    return OperationError(f"error with field {field} = '{value}' ({reason})")
 
 
 @dataclass(frozen=True)
@@ -92,7 +110,7 @@ def _content(row: Row) -> Row:
 
 def _check_version(ref: Ref, requested: str | None, current_revision: int) -> None:
     if requested not in (None, "") and requested != str(current_revision):
-        raise OperationError(f"update conflict: {ref}")
+        raise update_conflict(ref)
 
 
 def create(ds: Datastore, kind: Kind, stored: Row) -> Row:
@@ -102,7 +120,7 @@ def create(ds: Datastore, kind: Kind, stored: Row) -> Row:
         row["metadata"]["creationTimestamp"] = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         row["metadata"]["uid"] = str(uuid.uuid4())
     if not ds.create(ref.key, kind.encode(row)):
-        raise OperationError(f"resource already exists: {ref}")
+        raise already_exists(ref)
     return row
 
 
@@ -112,7 +130,7 @@ def replace(ds: Datastore, kind: Kind, stored: Row, requested_version: str | Non
     ref = ref_of(kind, stored)
     current = current or read(ds, ref)
     if current is None:
-        raise OperationError(f"resource does not exist: {ref}")
+        raise not_found(ref)
     existing, revision = current
     _check_version(ref, requested_version, revision)
     _check_immutable(ref, existing, stored)
@@ -125,16 +143,14 @@ def replace(ds: Datastore, kind: Kind, stored: Row, requested_version: str | Non
     if as_stored == row:
         return False
     if not ds.update(ref.key, kind.encode(row), revision):
-        raise OperationError(f"update conflict: {ref}")
+        raise update_conflict(ref)
     return True
 
 
 def apply(ds: Datastore, kind: Kind, stored: Row, requested_version: str | None) -> str:
     """Create or replace; returns what happened: "created", "updated" or "unchanged"."""
     current = read(ds, ref_of(kind, stored))
-    if current is None:
-        if requested_version:
-            raise OperationError(f"resource does not exist: {ref_of(kind, stored)}")
+    if current is None:  # Calico creates it, whatever resourceVersion the document carries
         create(ds, kind, stored)
         return "created"
     return "updated" if replace(ds, kind, stored, requested_version, current) else "unchanged"
@@ -143,12 +159,15 @@ def apply(ds: Datastore, kind: Kind, stored: Row, requested_version: str | None)
 def delete(ds: Datastore, ref: Ref, requested_version: str | None = None) -> Row:
     current = read(ds, ref)
     if current is None:
-        raise OperationError(f"resource does not exist: {ref}")
+        raise not_found(ref)
     row, revision = current
     _check_version(ref, requested_version, revision)
     if not ds.delete(ref.key, revision):
-        raise OperationError(f"update conflict: {ref}")
+        raise update_conflict(ref)
     return row
+
+
+_IMMUTABLE = {"cidr": ("CIDR", "CIDR"), "blockSize": ("BlockSize", "BlockSize")}  # field -> Go names
 
 
 def _check_immutable(ref: Ref, existing: Row, new: Row) -> None:
@@ -157,7 +176,9 @@ def _check_immutable(ref: Ref, existing: Row, new: Row) -> None:
         if name == "cidr" and before and after:
             before, after = str(netaddr.IPNetwork(before).cidr), str(netaddr.IPNetwork(after).cidr)
         if before is not None and before != after:
-            raise OperationError(f"{ref}: spec.{name} cannot be changed (it is {before})")
+            go_field, word = _IMMUTABLE[name]
+            raise field_error(f"{ref.kind.name}.Spec.{go_field}", after,
+                              f"{ref.kind.name} {word} cannot be modified")
 
 
 def merge_patch(target: Any, patch: Any) -> Any:

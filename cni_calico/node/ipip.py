@@ -27,10 +27,11 @@ def handle_id(node: str) -> str:
 
 
 def ipip_pools(pools: list[IPPool], node_labels: Mapping[str, str]) -> list[IPPool]:
-    """The enabled IPv4 IPIP pools whose nodeSelector selects this node (Calico gives a node a
-    tunnel address only from those)."""
+    """The enabled IPv4 IPIP pools that may give tunnel addresses (allowedUses holds Tunnel, as by
+    default) and whose nodeSelector selects this node: Calico gives a node a tunnel address only
+    from those."""
     return [p for p in pools if p.network.version == 4 and p.spec.ipipMode != "Never" and not p.spec.disabled
-            and selects_node(p, node_labels)]
+            and "Tunnel" in (p.spec.allowedUses or ["Tunnel"]) and selects_node(p, node_labels)]
 
 
 def ensure_tunnel_address(ds: Datastore, node: str, pools: list[IPPool],
