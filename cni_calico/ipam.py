@@ -12,8 +12,9 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import netaddr
 
+from . import keys
 from .cni_types import IPConfig, NetConf, Result, parse_netconf
-from .datastore import Datastore, EtcdSettings, open_datastore
+from .datastore import Datastore, EtcdSettings, Prefetched, open_datastore
 from .errors import (
     CHECK_FAILED,
     INVALID_ENVIRONMENT,
@@ -79,7 +80,9 @@ class IpamPlugin:
 
     def delete(self, args: CmdArgs) -> None:
         with self._session(args) as (conf, client):
-            release(conf, client, args.container_id)
+            workload = Workload.from_cni_args(args.container_id, args.args)
+            client.ds = Prefetched(client.ds, release_reads(conf, workload), [])  # one round trip for both handles
+            release(conf, client, workload)
 
     # ------------------------------------------------------------ CHECK
 
@@ -125,7 +128,8 @@ def assign(conf: NetConf, client: IpamClient, args: CmdArgs, also_read: Iterable
         held = client.addresses_of(handle)
         if held:
             log.info("handle %s already holds %s; returning them", handle, ", ".join(map(str, held)))
-            return _result(held)
+            # the same answer as the first time: requested addresses come back as host routes
+            return _result([_host_prefix(a) for a in held] if wanted else held)
         attrs = workload.allocation_attributes(client.node)
         if wanted:
             assigned = []
@@ -144,11 +148,39 @@ def assign(conf: NetConf, client: IpamClient, args: CmdArgs, also_read: Iterable
     return _result(assigned)
 
 
-def release(conf: NetConf, client: IpamClient, container_id: str) -> None:
-    handle = handle_id(conf.name, container_id)
+def release(conf: NetConf, client: IpamClient, workload: Workload, *, legacy: bool = True) -> None:
+    """Release the attachment's handle and, with `legacy`, the handle older Calico versions used for
+    the same workload (`<containerID>`, or `<namespace>.<pod>` for a pod), which clusters upgraded
+    from them still hold: only when every address under it belongs to this workload on this node."""
+    handle = handle_id(conf.name, workload.container_id)
     with host_lock(conf.ipam_lock_file):
         freed = client.release_handle(handle)
-    log.info("released %d address(es) of %s", freed, handle)
+        log.info("released %d address(es) of %s", freed, handle)
+        if legacy:
+            old = legacy_handle_id(workload)
+            holders = client.attributes_of(old)
+            if holders and all(_belongs_to(attrs, workload, client.node) for attrs in holders):
+                log.info("released %d address(es) of the legacy handle %s", client.release_handle(old), old)
+            elif holders:
+                log.warning("legacy handle %s holds addresses of another workload: left alone", old)
+
+
+def release_reads(conf: NetConf, workload: Workload) -> list[str]:
+    """The keys a release reads first (fetched with the caller's in one round trip)."""
+    return [keys.handle(handle_id(conf.name, workload.container_id)), keys.handle(legacy_handle_id(workload))]
+
+
+def legacy_handle_id(workload: Workload) -> str:
+    return f"{workload.namespace}.{workload.pod}" if workload.pod else workload.container_id
+
+
+def _belongs_to(attrs: Mapping[str, str], workload: Workload, node: str) -> bool:
+    pod = (workload.pod, workload.namespace) if workload.pod else (None, None)  # a container: no pod named
+    return attrs.get("node") == node and (attrs.get("pod"), attrs.get("namespace")) == pod
+
+
+def _host_prefix(address: netaddr.IPNetwork) -> netaddr.IPNetwork:
+    return netaddr.IPNetwork(f"{address.ip}/{32 if address.version == 4 else 128}")
 
 
 def check(conf: NetConf, client: IpamClient, container_id: str) -> list[netaddr.IPNetwork]:

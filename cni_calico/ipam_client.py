@@ -117,6 +117,15 @@ class IpamClient:
                 out += [netaddr.IPNetwork(f"{ip}/{block.network.prefixlen}") for ip in block.addresses_of(handle_id)]
         return sorted(out, key=lambda n: (n.version, n.first))
 
+    def attributes_of(self, handle_id: str) -> list[dict[str, str]]:
+        """The allocation attributes (node, pod, namespace, ...) of every address a handle holds."""
+        found = []
+        for cidr in _handle_blocks(self.ds.get(keys.handle(handle_id))):
+            block = self.block(netaddr.IPNetwork(cidr))
+            if block:
+                found += [dict(attr.secondary or {}) for _, attr in block[0].allocated() if attr.handle_id == handle_id]
+        return found
+
     # ------------------------------------------------------------ assignment
 
     def auto_assign(self, request: Request) -> list[netaddr.IPNetwork]:

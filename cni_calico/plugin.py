@@ -25,8 +25,8 @@ import netaddr
 
 from . import ipam as calico_ipam
 from . import keys, logs, netns
-from .cni_types import CalicoNetConf, Interface, IPConfig, Result, Route, parse_netconf
-from .datastore import Datastore
+from .cni_types import DEFAULT_IPAM_LOCK_FILE, CalicoNetConf, Interface, IPConfig, Result, Route, parse_netconf
+from .datastore import Datastore, KeyValue, Prefetched
 from .errors import (
     CHECK_FAILED,
     DATAPLANE_FAILURE,
@@ -36,6 +36,7 @@ from .errors import (
     CniError,
 )
 from .identity import Workload, determine_nodename, endpoint_name, endpoint_namespace, host_veth_name
+from .hostlock import attachment_lock_path, host_lock
 from .ipam_client import IpamClient
 from .netns import LinkExists, Netns
 from .resources import (
@@ -97,7 +98,9 @@ class CalicoPlugin:
         conf = parse_netconf(args.config, CalicoNetConf)
         node = determine_nodename(conf.nodename, conf.nodename_file)
         attachment = Attachment(conf, args, node, Workload.from_cni_args(args.container_id, args.args))
-        with self.datastore_factory(conf, args.env) as datastore:
+        lock_dir = os.path.dirname(conf.ipam_lock_file or DEFAULT_IPAM_LOCK_FILE)
+        with self.datastore_factory(conf, args.env) as datastore, \
+                host_lock(attachment_lock_path(lock_dir, attachment.host_ifname)):
             yield attachment, datastore
 
     # ------------------------------------------------------------ ADD
@@ -105,6 +108,10 @@ class CalicoPlugin:
     def add(self, args: CmdArgs) -> dict[str, Any]:
         # The undo stack unwinds while the netlink sockets its steps use are still open.
         with self._session(args) as (att, ds), netns.host() as host, Netns(args.netns) as container:
+            if container.link(args.ifname) is not None:
+                existing = self._existing_attachment(att, ds, host, container)
+                if existing is not None:
+                    return existing.encode(att.conf.cniVersion)
             undo = UndoStack()
             try:
                 result = self._add(att, ds, host, container, undo)
@@ -126,9 +133,6 @@ class CalicoPlugin:
                 open(marker, "w").close()
                 time.sleep(600)
 
-        if container.link(att.args.ifname) is not None:
-            raise CniError(DATAPLANE_FAILURE, f"interface {att.args.ifname} already exists in {att.args.netns}",
-                           "a container has one interface of a name; DEL the old attachment first")
         step("ipam")
         # IPAM talks to etcd on a thread while this one builds the veth pair, which needs no
         # address. On a failure the undo waits for IPAM first: what it took is then on the stack
@@ -161,6 +165,40 @@ class CalicoPlugin:
         endpoint.result()
         step("done")
         return _result(att, host_link.name, container_link.mac, addresses)
+
+    def _existing_attachment(self, att: Attachment, ds: Datastore, host: Netns, container: Netns) -> Result | None:
+        """ADD again for an attachment that exists (a runtime retrying, or two ADDs for one
+        container, which take turns on the attachment lock): the same answer when its networking
+        checks out; None once a broken one is torn down, to be made again with the addresses it
+        holds. An interface this container's attachment does not account for is an error."""
+        addresses = self._attachment_addresses(att, ds)
+        if not addresses:
+            raise CniError(DATAPLANE_FAILURE, f"interface {att.args.ifname} already exists in {att.args.netns}",
+                           "no attachment of this container holds it; DEL the old attachment first")
+        try:
+            _check_container(container, att.args.ifname, addresses)
+            _check_host(host, att.host_ifname, addresses)
+            _check_endpoint(ds, att, addresses)
+        except CniError as broken:
+            log.warning("repeated ADD: %s; making the attachment again", broken.msg)
+            container.delete_link(att.args.ifname)
+            host.delete_link(att.host_ifname)
+            return None
+        log.info("repeated ADD: the attachment is in place; returning it as it is")
+        link = _must(container.link(att.args.ifname), att.args.ifname)
+        return _result(att, att.host_ifname, link.mac, addresses)
+
+    def _attachment_addresses(self, att: Attachment, ds: Datastore) -> list[netaddr.IPNetwork]:
+        """What this container's attachment holds: its endpoint's addresses, else (an ADD that
+        stopped before writing it) its IPAM handle's."""
+        kv = ds.get(att.endpoint_key)
+        if kv is not None:
+            spec = WorkloadEndpoint.model_validate_json(kv.value).spec
+            if spec.containerID == att.args.container_id and spec.endpoint == att.args.ifname:
+                return [netaddr.IPNetwork(n) for n in spec.ipNetworks]
+        if att.uses_calico_ipam:
+            return IpamClient(ds, att.node).addresses_of(calico_ipam.handle_id(att.conf.name, att.args.container_id))
+        return []
 
     def _ipam_add(self, att: Attachment, ds: Datastore,
                   undo: UndoStack) -> tuple[list[netaddr.IPNetwork], Datastore]:
@@ -229,21 +267,38 @@ class CalicoPlugin:
 
     def delete(self, args: CmdArgs) -> None:
         with self._session(args) as (att, ds):
-            # The kernel takes ~20 ms to remove a veth; the datastore work overlaps it.
-            veth = _Background(lambda: _delete_host_veth(att.host_ifname))
+            # Removing the container's end takes the pair and the host route with it, and is safe
+            # whatever else happened: that namespace is this container's. The kernel's ~20 ms for
+            # it overlap the datastore work.
+            container_side = _Background(lambda: _delete_container_side(args.netns, args.ifname))
             try:
-                if att.uses_calico_ipam:
-                    calico_ipam.release(att.conf, IpamClient(ds, att.node), args.container_id)
-                else:
-                    delegate(att.conf.ipam.type, "DEL", args)
-                _delete_key(ds, att.endpoint_key)
+                stale = self._release_and_forget(att, ds)
             except BaseException:
-                veth.settle()  # the datastore failure is the one to report
+                container_side.settle()  # the datastore failure is the one to report
                 raise
-            had_veth = veth.result()
-            if not had_veth and args.netns and os.path.exists(args.netns):
-                with Netns(args.netns) as container:  # a half-made ADD may have left only the container side
-                    container.delete_link(args.ifname)
+            if not container_side.result() and not stale:
+                _delete_host_veth(att.host_ifname)  # the namespace is gone: the host end by its name
+
+    def _release_and_forget(self, att: Attachment, ds: Datastore) -> bool:
+        """Release this container's addresses and delete its endpoint; True when the endpoint
+        belongs to another container of the same workload (a stale DEL: a sandbox recreated for
+        the pod), which then keeps its endpoint, veth and addresses."""
+        workload = att.workload
+        ipam_reads = calico_ipam.release_reads(att.conf, workload) if att.uses_calico_ipam else []
+        ds = Prefetched(ds, [att.endpoint_key, *ipam_reads], [])  # one round trip for all of them
+        endpoint = ds.get(att.endpoint_key)
+        owner = _endpoint_container(endpoint)
+        stale = owner not in ("", att.args.container_id)
+        if stale:
+            log.warning("the endpoint %s belongs to container %s: releasing only what %s holds, "
+                        "leaving the endpoint and its veth", att.endpoint_name, owner, att.args.container_id)
+        if att.uses_calico_ipam:
+            calico_ipam.release(att.conf, IpamClient(ds, att.node), workload, legacy=not stale)
+        else:
+            delegate(att.conf.ipam.type, "DEL", att.args)
+        if endpoint is not None and not stale and not ds.delete(endpoint.key, endpoint.mod_revision):
+            raise CniError(TRY_AGAIN_LATER, f"endpoint {att.endpoint_name} changed while being deleted; retry")
+        return stale
 
     # ------------------------------------------------------------ CHECK
 
@@ -302,6 +357,23 @@ def _endpoint_profile(att: Attachment) -> str:
 def _host_route(address: netaddr.IPNetwork) -> netaddr.IPNetwork:
     """The workload's address narrowed to a host route: /32 or /128."""
     return netaddr.IPNetwork(f"{address.ip}/{32 if address.version == 4 else 128}")
+
+
+def _endpoint_container(kv: KeyValue | None) -> str:
+    """The container ID an endpoint record names ("" when there is none)."""
+    return WorkloadEndpoint.model_validate_json(kv.value).spec.containerID or "" if kv else ""
+
+
+def _delete_container_side(netns_path: str, ifname: str) -> bool:
+    """Delete `ifname` inside the container's namespace; False when the namespace or it is gone."""
+    if not netns_path or not os.path.exists(netns_path):
+        return False
+    try:
+        with Netns(netns_path) as container:
+            return container.delete_link(ifname)
+    except CniError as exc:  # it went away meanwhile: as good as gone
+        log.info("container side %s in %s: %s", ifname, netns_path, exc.msg)
+        return False
 
 
 def _delete_host_veth(name: str) -> bool:
@@ -408,6 +480,9 @@ def _check_endpoint(ds: Datastore, att: Attachment, addresses: list[netaddr.IPNe
     if kv is None:
         raise CniError(CHECK_FAILED, f"workload endpoint {att.endpoint_key} is missing from etcd")
     spec = WorkloadEndpoint.model_validate_json(kv.value).spec
+    if spec.containerID != att.args.container_id:
+        raise CniError(CHECK_FAILED, f"workload endpoint {att.endpoint_name} belongs to container {spec.containerID}",
+                       f"not to {att.args.container_id}: this attachment was replaced by a newer one")
     wanted = sorted(str(_host_route(a)) for a in addresses)
     if sorted(spec.ipNetworks) != wanted or spec.interfaceName != att.host_ifname:
         raise CniError(CHECK_FAILED, f"workload endpoint {kv.key.rsplit('/', 1)[1]} does not match",

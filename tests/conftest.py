@@ -61,6 +61,23 @@ def store(request: pytest.FixtureRequest) -> Iterator[Any]:
         yield request.getfixturevalue("etcd_store")
 
 
+@pytest.fixture(params=["standalone", "fast-path"])
+def lab(request: pytest.FixtureRequest, etcd_server: PrivateEtcd, etcd: str, etcd_store: EtcdDatastore
+        ) -> Iterator[Any]:
+    """A simulated host with pool 10.100.0.0/16; a test using it runs twice: the plugin doing the
+    work itself, and handing it to calico-node."""
+    from cni_calico.admin import create_pool
+
+    from .netlab import Lab
+
+    create_pool(etcd_store, "p1", "10.100.0.0/16")
+    lab = Lab(etcd_server.port, fast_path=request.param == "fast-path")
+    try:
+        yield lab.start()
+    finally:
+        lab.stop()
+
+
 def run_cni(plugin: str, command: str, config: dict[str, Any] | str | bytes, *, container_id: str = "c1",
             netns: str = "/var/run/netns/none", ifname: str = "eth0", args: str = "",
             extra_env: dict[str, str] | None = None, timeout: float = 60) -> tuple[int, dict[str, Any] | None, str]:

@@ -25,18 +25,6 @@ if os.geteuid() != 0:
 K8S_ARGS = "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME={pod};K8S_POD_INFRA_CONTAINER_ID={cid}"
 
 
-@pytest.fixture(params=["standalone", "fast-path"])
-def lab(request: pytest.FixtureRequest, etcd_server: PrivateEtcd, etcd: str, etcd_store: EtcdDatastore
-        ) -> Iterator[Lab]:
-    """Every test here runs twice: the plugin doing the work itself, and handing it to calico-node."""
-    create_pool(etcd_store, "p1", "10.100.0.0/16")
-    lab = Lab(etcd_server.port, fast_path=request.param == "fast-path")
-    try:
-        yield lab.start()
-    finally:
-        lab.stop()
-
-
 def add_pod(lab: Lab, name: str, cid: str, **conf: Any) -> tuple[str, dict[str, Any]]:
     netns = lab.pod(name)
     status, out, err = lab.cni("ADD", lab.conf(**conf), container_id=cid, netns=netns,

@@ -79,11 +79,10 @@ def test_add_and_del_round_trips(lab: Lab) -> None:
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     first_add, second_add, first_del, second_del = json.loads(proc.stdout)
-    # IPAM's first reads with the endpoint's and profile's keys; the block claim (read, write
-    # the affinity and block); the block and handle read and written; the endpoint (and profile) written.
     # IPAM's first reads, with the endpoint's and the profile's keys; the block and the handle
     # read together; both written in one transaction; the endpoint (and profile) written.
     assert second_add["calls"] == ["read_many", "read_many", "txn", "txn"]
     assert len(first_add["calls"]) > len(second_add["calls"])  # the first also claimed a block
-    # The handle; the block it names; both written; the endpoint deleted.
-    assert first_del["calls"] == second_del["calls"] == ["get", "get", "txn", "txn"]
+    # The endpoint with the handle and the legacy handle in one read; the block the handle names;
+    # both written; the endpoint deleted at the revision read.
+    assert first_del["calls"] == second_del["calls"] == ["read_many", "get", "txn", "txn"]
