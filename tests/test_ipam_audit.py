@@ -9,7 +9,8 @@ import pytest
 
 from cni_calico import ipam_audit
 from cni_calico.block import AllocationBlock
-from cni_calico.ctl.ipam import check_text, render_table, usage_table
+from cni_calico.ctl.ipam import check_text, usage_table
+from cni_calico.tables import render_table
 from cni_calico.resources import (IPPool, IPPoolSpec, Metadata, Node, NodeBGPSpec, NodeSpec, WorkloadEndpoint,
                                   WorkloadEndpointSpec)
 

@@ -7,7 +7,6 @@ add to it, the docstring of the command says so. User errors raise CtlError (one
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Sequence, TextIO, TypeVar
@@ -16,6 +15,7 @@ import netaddr
 from pydantic import BaseModel, ValidationError
 
 from .. import __version__, ipam_audit, keys
+from ..tables import render_table
 from ..admin import set_ipam_config
 from ..block import AllocationBlock
 from ..datastore import Datastore, KeyValue
@@ -87,26 +87,6 @@ def _go_g5(n: int) -> str:
     return "%.5g" % float(n)
 
 
-_NUMBER = re.compile(r"^-?(?:\d{1,3}(?:,\d{3})*|\d+)(?:\.\d+)?$")
-
-
-def render_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Go tablewriter's default look (as calicoctl uses it): +---+ borders, centred headings,
-    plain numbers right-aligned and everything else left-aligned."""
-    widths = [max([len(header[i])] + [len(row[i]) for row in rows]) for i in range(len(header))]
-    border = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
-
-    def centre(text: str, width: int) -> str:
-        left = (width - len(text)) // 2  # tablewriter puts the odd space on the right
-        return " " * left + text + " " * (width - len(text) - left)
-
-    def cell(text: str, width: int) -> str:
-        return text.rjust(width) if _NUMBER.match(text.strip()) else text.ljust(width)
-
-    lines = [border, "| " + " | ".join(centre(h, w) for h, w in zip(header, widths)) + " |", border]
-    lines += ["| " + " | ".join(cell(c, w) for c, w in zip(row, widths)) + " |" for row in rows]
-    lines.append(border)
-    return "\n".join(lines) + "\n"
 
 
 # ------------------------------------------------------------------ check
