@@ -85,7 +85,9 @@ def test_health_and_metrics_endpoints(cluster: Cluster) -> None:
     for name in ("calico_node_ready", "calico_node_resyncs_total", "calico_node_bird_reloads_total",
                  "calico_node_affine_blocks"):
         assert f"# TYPE {name} " in metrics
-    assert re.search(r"^calico_node_resyncs_total 1$", metrics, re.M)
+    assert re.search(r"^calico_node_resyncs_total 1\.0$", metrics, re.M)
+    assert re.search(r"^calico_node_ready 1\.0$", metrics, re.M)  # read from readiness when scraped
+    assert re.search(r"^process_open_fds \d+", metrics, re.M)  # the process collector
     assert cluster.readiness(host, "/nope")[0] == 404
     cluster.stop_agent(host)
     assert cluster.readiness(host)[0] == 0  # nothing listens once the agent is gone
@@ -193,7 +195,7 @@ def test_agent_resyncs_after_etcd_restarts_and_keeps_following(cluster: Cluster,
         time.sleep(0.1)
     assert "protocol bgp Mesh_192_0_2_12 " in (a.run_dir / "bird.cfg").read_text()
     metrics = cluster.readiness(a, "/metrics")[1]
-    resyncs = re.search(r"^calico_node_resyncs_total (\d+)$", metrics, re.M)
+    resyncs = re.search(r"^calico_node_resyncs_total (\d+)\.0$", metrics, re.M)
     assert resyncs and int(resyncs.group(1)) >= 2, metrics
 
 

@@ -165,12 +165,21 @@ def test_config_errors_name_the_variable(env: dict[str, str], named: str) -> Non
 
 
 def test_metrics_render_prometheus_text() -> None:
-    registry = Registry()
+    registry = Registry(process=False)
     registry.declare("x_total", "counter", "things")
-    registry.declare("peers", "gauge", "sessions")
+    registry.declare("peers", "gauge", "sessions", ("state",))
     registry.inc("x_total")
     registry.inc("x_total", 2)
     registry.replace("peers", {(("state", "Established"),): 2, (("state", 'we"ird'),): 1})
-    assert registry.render() == ('# HELP peers sessions\n# TYPE peers gauge\npeers{state="Established"} 2\n'
-                                 'peers{state="we\\"ird"} 1\n# HELP x_total things\n# TYPE x_total counter\n'
-                                 'x_total 3\n')
+    registry.replace("peers", {(("state", "Established"),): 3, (("state", 'we"ird'),): 1})
+    assert registry.value("x_total") == 3 and registry.value("peers", state="Established") == 3
+    assert registry.render() == ('# HELP x_total things\n# TYPE x_total counter\nx_total 3.0\n'
+                                 '# HELP peers sessions\n# TYPE peers gauge\npeers{state="Established"} 3.0\n'
+                                 'peers{state="we\\"ird"} 1.0\n')
+    registry.replace("peers", {})  # sessions gone: their series go too
+    assert "peers{" not in registry.render()
+
+
+def test_metrics_include_the_process_collector() -> None:
+    text = Registry().render()
+    assert "process_open_fds " in text and "process_resident_memory_bytes " in text

@@ -14,6 +14,7 @@ import os
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from ..datastore import Datastore, WatchLost
 from ..errors import CniError, DatastoreUnavailable
@@ -37,7 +38,7 @@ GRACEFUL_MARKER = "bird.graceful"  # left by a graceful stop: the next start rec
 
 
 def _declare(metrics: Registry) -> None:
-    for name, kind, text in (
+    declarations: tuple[tuple[Any, ...], ...] = (
         ("calico_node_ready", "gauge", "1 when the agent is in sync with etcd and BIRD runs"),
         ("calico_node_resyncs_total", "counter", "full snapshots taken from etcd (start and lost watches)"),
         ("calico_node_watch_events_total", "counter", "etcd watch events received"),
@@ -46,14 +47,16 @@ def _declare(metrics: Registry) -> None:
         ("calico_node_bird_reload_failures_total", "counter", "reloads BIRD refused"),
         ("calico_node_bird_restarts_total", "counter", "times BIRD was found dead and started again"),
         ("calico_node_affine_blocks", "gauge", "confirmed IPAM blocks affine to this node"),
-        ("calico_node_bgp_peers", "gauge", "BGP sessions by state"),
+        ("calico_node_bgp_peers", "gauge", "BGP sessions by state", ("state",)),
         ("calico_node_datastore_errors_total", "counter", "failed attempts to reach etcd"),
-        ("calico_node_policy_applies_total", "counter", "policy dataplane updates by kind (full, update)"),
+        ("calico_node_policy_applies_total", "counter", "policy dataplane updates by kind (full, update)",
+         ("kind",)),
         ("calico_node_policy_apply_failures_total", "counter", "policy updates nft refused"),
         ("calico_node_policy_apply_seconds", "gauge", "time of the last policy render and apply"),
         ("calico_node_policy_rules", "gauge", "rules in the policy table"),
-    ):
-        metrics.declare(name, kind, text)
+    )
+    for declaration in declarations:
+        metrics.declare(*declaration)
 
 
 def _live_pid(pid_file: Path) -> int | None:
@@ -73,6 +76,7 @@ class Agent:
         self.cache = Cache()
         self.metrics = Registry()
         _declare(self.metrics)
+        self.metrics.set_function("calico_node_ready", lambda: 1.0 if self.readiness()[0] else 0.0)
         self.name = ""
         self.rendered: str | None = None
         self.synced = False

@@ -1,59 +1,55 @@
-"""Counters and gauges in the Prometheus text format. Pure and thread-safe."""
+"""calico-node's metrics, kept by prometheus_client: counters and gauges declared by name, and the
+process collector (CPU, memory, open file descriptors), rendered in the Prometheus text format."""
 
 from __future__ import annotations
 
-import threading
-from dataclasses import dataclass, field
+from typing import Callable, Sequence
 
+from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollector, disable_created_metrics, generate_latest
 
-@dataclass
-class Metric:
-    name: str
-    kind: str  # counter or gauge
-    help: str
-    values: dict[tuple[tuple[str, str], ...], float] = field(default_factory=dict)
+Series = dict[tuple[tuple[str, str], ...], float]
 
 
 class Registry:
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._metrics: dict[str, Metric] = {}
+    def __init__(self, process: bool = True) -> None:
+        disable_created_metrics()  # no `_created` series beside each counter: Calico's have none
+        self.registry = CollectorRegistry()
+        if process:  # open fds, memory, CPU: a leak shows here first
+            ProcessCollector(registry=self.registry)
+        self._metrics: dict[str, Counter | Gauge] = {}
 
-    def declare(self, name: str, kind: str, help_text: str) -> None:
-        with self._lock:
-            self._metrics.setdefault(name, Metric(name, kind, help_text))
+    def declare(self, name: str, kind: str, help_text: str, labels: Sequence[str] = ()) -> None:
+        if name not in self._metrics:
+            make = Counter if kind == "counter" else Gauge
+            self._metrics[name] = make(name, help_text, labelnames=tuple(labels), registry=self.registry)
 
     def inc(self, name: str, amount: float = 1, **labels: str) -> None:
-        key = tuple(sorted(labels.items()))
-        with self._lock:
-            metric = self._metrics[name]
-            metric.values[key] = metric.values.get(key, 0) + amount
+        metric = self._metrics[name]
+        (metric.labels(**labels) if labels else metric).inc(amount)
 
     def set(self, name: str, value: float, **labels: str) -> None:
-        with self._lock:
-            self._metrics[name].values[tuple(sorted(labels.items()))] = value
+        metric = self._metrics[name]
+        assert isinstance(metric, Gauge), f"{name} is not a gauge"
+        (metric.labels(**labels) if labels else metric).set(value)
 
-    def replace(self, name: str, series: dict[tuple[tuple[str, str], ...], float]) -> None:
+    def set_function(self, name: str, read: Callable[[], float]) -> None:
+        """A gauge whose value is read when scraped."""
+        metric = self._metrics[name]
+        assert isinstance(metric, Gauge), f"{name} is not a gauge"
+        metric.set_function(read)
+
+    def replace(self, name: str, series: Series) -> None:
         """Set a labelled gauge's whole set of series at once (series that vanished go away)."""
-        with self._lock:
-            self._metrics[name].values = dict(series)
+        metric = self._metrics[name]
+        assert isinstance(metric, Gauge), f"{name} is not a gauge"
+        metric.clear()
+        for labels, value in series.items():
+            metric.labels(**dict(labels)).set(value)
 
     def value(self, name: str, **labels: str) -> float:
-        with self._lock:
-            return self._metrics[name].values.get(tuple(sorted(labels.items())), 0)
+        sample = name if name.endswith("_total") or isinstance(self._metrics[name], Gauge) else f"{name}_total"
+        found = self.registry.get_sample_value(sample, labels)
+        return found or 0.0
 
     def render(self) -> str:
-        lines = []
-        with self._lock:
-            for metric in sorted(self._metrics.values(), key=lambda m: m.name):
-                lines += [f"# HELP {metric.name} {metric.help}", f"# TYPE {metric.name} {metric.kind}"]
-                series = metric.values or {(): 0.0}
-                for labels, value in sorted(series.items()):
-                    label_text = ",".join(f'{k}="{_escape(v)}"' for k, v in labels)
-                    number = int(value) if float(value).is_integer() else value
-                    lines.append(f"{metric.name}{{{label_text}}} {number}" if label_text else f"{metric.name} {number}")
-        return "\n".join(lines) + "\n"
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+        return generate_latest(self.registry).decode()
