@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any, Iterator
@@ -15,6 +16,15 @@ from cni_calico.lab import binaries
 from cni_calico.lab.etcd import PrivateEtcd
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """What a tier needs is checked per selected test, not at module import: `pytest -m "not root"`
+    runs the rest as any user, and a selected test whose need is missing fails saying which."""
+    if item.get_closest_marker("root") and os.geteuid() != 0:
+        pytest.fail("needs root (network namespaces); deselect with -m 'not root'", pytrace=False)
+    if item.get_closest_marker("bird") and not shutil.which("bird"):
+        pytest.fail("needs BIRD 2 (Debian package bird2); deselect with -m 'not bird'", pytrace=False)
 
 
 @pytest.fixture(scope="session")

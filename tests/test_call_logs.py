@@ -4,7 +4,6 @@ the plugin doing the work itself (its `log_file_path`), and calico-node serving 
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 from contextlib import contextmanager
@@ -21,8 +20,6 @@ from .netlab import Lab
 
 pytestmark = [pytest.mark.root, pytest.mark.etcd]
 
-if os.geteuid() != 0:
-    pytest.fail("the namespace tests need root (network namespaces)", pytrace=False)
 
 K8S_ARGS = "IgnoreUnknown=1;K8S_POD_NAMESPACE=shop;K8S_POD_NAME={pod};K8S_POD_INFRA_CONTAINER_ID={cid}"
 LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} \[(DEBUG|INFO|WARNING|ERROR|CRITICAL)\]\[(\d+)\] "

@@ -28,8 +28,6 @@ from .netlab import BASE_LINKS, NETNS_DIR, Lab
 
 pytestmark = [pytest.mark.root, pytest.mark.etcd]
 
-if os.geteuid() != 0:
-    pytest.fail("the podman end-to-end test needs root (network namespaces, podman as root)", pytrace=False)
 
 NETWORK = "calico-e2e"
 POOL = netaddr.IPNetwork("10.100.0.0/16")
