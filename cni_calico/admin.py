@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from pydantic import ValidationError
 
 from . import keys, selector
-from .datastore import Datastore
+from .datastore import Datastore, read_modify_write
 from .resources import IPAMConfig, IPPool, IPPoolSpec, Metadata, pool_key, to_json
 
 
@@ -43,12 +43,12 @@ def delete_pool(ds: Datastore, name: str) -> None:
 
 
 def set_ipam_config(ds: Datastore, **changes: object) -> IPAMConfig:
-    while True:
-        kv = ds.get(keys.IPAM_CONFIG)
-        current = IPAMConfig.model_validate_json(kv.value) if kv else IPAMConfig()
-        config = IPAMConfig.model_validate({**current.model_dump(), **changes})
-        if ds.txn({keys.IPAM_CONFIG: kv.mod_revision if kv else 0}, {keys.IPAM_CONFIG: config.to_json()}):
-            return config
+    def change(current: str | None) -> str:
+        config = IPAMConfig.model_validate_json(current) if current else IPAMConfig()
+        return IPAMConfig.model_validate({**config.model_dump(), **changes}).to_json()
+
+    written = read_modify_write(ds, keys.IPAM_CONFIG, change, "writing the IPAM configuration")
+    return IPAMConfig.model_validate_json(written or "{}")
 
 
 def _first_error(exc: Exception) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import random
-import time
 from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence, TypeVar
 
@@ -19,15 +18,13 @@ import netaddr
 
 from . import keys, pools
 from .block import AddressInUse, AllocationBlock
-from .datastore import Datastore, KeyValue, Prefetched
-from .errors import ADDRESS_TAKEN, POOL_EXHAUSTED, TRY_AGAIN_LATER, CniError
+from .datastore import CONFLICT, MAX_ATTEMPTS, Conflict, Datastore, KeyValue, Prefetched, retry_on_conflict
+from .errors import ADDRESS_TAKEN, POOL_EXHAUSTED, CniError
 from .resources import IPAMConfig, IPPool, Node
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-_CONFLICT = object()  # a write lost a race: read again and retry
-MAX_ATTEMPTS = 100
 
 PENDING = json.dumps({"state": "pending", "deleted": False})
 CONFIRMED = json.dumps({"state": "confirmed", "deleted": False})
@@ -176,7 +173,7 @@ class IpamClient:
 
     def _assign_from_block(self, cidr: netaddr.IPNetwork, request: Request, count: int,
                            own_only: bool) -> list[netaddr.IPNetwork]:
-        def attempt() -> object:
+        def attempt() -> list[netaddr.IPNetwork] | Conflict:
             block_kv, handle_kv = self._block_and_handle(cidr, request.handle_id)
             if not block_kv:
                 return []
@@ -188,10 +185,10 @@ class IpamClient:
                 return []
             if not self._write_block_and_handle(cidr, new_block, block_kv.mod_revision, handle_kv, request.handle_id,
                                                 len(taken)):
-                return _CONFLICT
+                return CONFLICT
             return [netaddr.IPNetwork(f"{ip}/{cidr.prefixlen}") for ip in taken]
 
-        return self._retry(attempt, f"assigning from block {cidr}")  # type: ignore[return-value]
+        return self._retry(attempt, f"assigning from block {cidr}")
 
     def assign_address(self, handle_id: str, attrs: dict[str, str], address: netaddr.IPAddress) -> netaddr.IPNetwork:
         """Assign one given address (CNI_ARGS IP=...); its block is claimed for this node if new."""
@@ -199,21 +196,21 @@ class IpamClient:
         pool = pools.pool_containing(enabled, address)
         cidr = pools.block_containing(pool, address)
 
-        def attempt() -> object:
+        def attempt() -> netaddr.IPNetwork | Conflict:
             block_kv, handle_kv = self._block_and_handle(cidr, handle_id)
             if not block_kv:
                 self._claim(cidr)
-                return _CONFLICT  # read the block we (or a racing node) just created
+                return CONFLICT  # read the block we (or a racing node) just created
             try:
                 new_block = AllocationBlock.from_json(block_kv.value).assign_address(address, handle_id, attrs)
             except AddressInUse as exc:
                 raise CniError(ADDRESS_TAKEN, f"requested address {address} is already in use",
                                str(exc)) from None
             if not self._write_block_and_handle(cidr, new_block, block_kv.mod_revision, handle_kv, handle_id, 1):
-                return _CONFLICT
+                return CONFLICT
             return netaddr.IPNetwork(f"{address}/{32 if address.version == 4 else 128}")
 
-        return self._retry(attempt, f"assigning {address}")  # type: ignore[return-value]
+        return self._retry(attempt, f"assigning {address}")
 
     def _block_and_handle(self, cidr: netaddr.IPNetwork, handle_id: str) -> tuple[KeyValue | None, KeyValue | None]:
         """Both keys an assignment writes, read in one round trip."""
@@ -300,21 +297,24 @@ class IpamClient:
     def release_handle(self, handle_id: str) -> int:
         """Free every address of a handle and delete the handle; idempotent. Returns addresses freed."""
         freed = 0
-        conflicts = 0
-        while conflicts < self.max_attempts:
+
+        def attempt() -> bool | Conflict:
+            """One block's worth; True once the handle is gone."""
+            nonlocal freed
             handle_kv = self.ds.get(keys.handle(handle_id))
             if handle_kv is None:
-                return freed
+                return True
             counts = _handle_blocks(handle_kv)
             step = self._release_in_block(handle_kv, counts, next(iter(counts))) if counts else (
                 0 if self.ds.delete(handle_kv.key, handle_kv.mod_revision) else None)
             if step is None:
-                conflicts += 1
-            else:
-                freed += step
-                if len(counts) <= 1:
-                    return freed  # that write deleted the handle: nothing left to read
-        raise CniError(TRY_AGAIN_LATER, f"releasing handle {handle_id}: gave up after {conflicts} conflicting writes")
+                return CONFLICT
+            freed += step
+            return len(counts) <= 1  # that write deleted the handle: nothing left to read
+
+        while not self._retry(attempt, f"releasing handle {handle_id}"):
+            pass
+        return freed
 
     def _release_in_block(self, handle_kv: KeyValue, counts: dict[str, int], cidr_text: str) -> int | None:
         """One CAS step: free the handle's addresses in one block and drop that block from the handle.
@@ -377,7 +377,7 @@ class IpamClient:
 
     def _release_in_one_block(self, cidr: netaddr.IPNetwork, options: Sequence[ReleaseOptions]
                               ) -> tuple[list[netaddr.IPAddress], list[netaddr.IPAddress]]:
-        def attempt() -> object:
+        def attempt() -> tuple[list[netaddr.IPAddress], list[netaddr.IPAddress]] | Conflict:
             found = self.block(cidr)
             if found is None:
                 return [], [o.address for o in options]
@@ -413,10 +413,10 @@ class IpamClient:
                 else:
                     delete.append(handle_kv.key)
             if not self.ds.txn(expect, put, delete):
-                return _CONFLICT
+                return CONFLICT
             return chosen, skipped
 
-        return self._retry(attempt, f"releasing addresses in block {cidr}")  # type: ignore[return-value]
+        return self._retry(attempt, f"releasing addresses in block {cidr}")
 
     def release_empty_blocks(self) -> list[netaddr.IPNetwork]:
         """Give up this node's empty affine blocks (Calico's ReleaseHostAffinities). Blocks still
@@ -434,12 +434,11 @@ class IpamClient:
         address: the route for a block never outlives its ownership. None when released (or
         already gone); otherwise why the block stays."""
         affinity_key = keys.affinity(self.node, cidr)
-        for _ in range(self.max_attempts):
+
+        def attempt() -> str | None | Conflict:
             found, affinity = self.block(cidr), self.ds.get(affinity_key)
             if found is None:
-                if affinity is None or self.ds.delete(affinity.key, affinity.mod_revision):
-                    return None
-                continue
+                return None if affinity is None or self.ds.delete(affinity.key, affinity.mod_revision) else CONFLICT
             block, revision = found
             if block.host != self.node:
                 return f"it is affine to {block.affinity or 'no node'}"
@@ -448,7 +447,9 @@ class IpamClient:
             expect = {keys.block(cidr): revision, affinity_key: affinity.mod_revision if affinity else 0}
             if self.ds.txn(expect, delete=[keys.block(cidr)] + ([affinity_key] if affinity else [])):
                 return None
-        raise CniError(TRY_AGAIN_LATER, f"releasing block {cidr}: gave up after {self.max_attempts} conflicting writes")
+            return CONFLICT
+
+        return self._retry(attempt, f"releasing block {cidr}")
 
     def handles_on_node(self, prefix: str = "") -> set[str]:
         """Handles holding addresses whose allocation attributes name this node."""
@@ -482,12 +483,6 @@ class IpamClient:
 
     # ------------------------------------------------------------ retry
 
-    def _retry(self, attempt: Callable[[], object], what: str) -> object:
-        for n in range(self.max_attempts):
-            result = attempt()
-            if result is not _CONFLICT:
-                return result
-            time.sleep(random.uniform(0, 0.002 * min(n + 1, 10)))  # jitter breaks lock-step retries
-        raise CniError(TRY_AGAIN_LATER, f"{what}: gave up after {self.max_attempts} conflicting writes",
-                       "the datastore is under heavy contention; retry")
+    def _retry(self, attempt: Callable[[], T | Conflict], what: str) -> T:
+        return retry_on_conflict(attempt, what, self.max_attempts)
 

@@ -405,3 +405,37 @@ def test_missing_tls_file_is_code_7(which: str, tmp_path: Any) -> None:
         EtcdDatastore(_unused_endpoint(), **files)
     assert info.value.code == INVALID_NETWORK_CONFIG
     assert "missing.pem" in info.value.msg
+
+
+def test_read_modify_write_retries_a_lost_race_on_the_newer_value(store: Any) -> None:
+    from cni_calico.datastore import read_modify_write
+
+    assert read_modify_write(store, "/rmw/k", lambda v: "1" if v is None else v, "create") == "1"
+    raced = []
+
+    def add_one(current: str | None) -> str:
+        if not raced:  # another writer gets in between this read and its write
+            raced.append(current)
+            kv = store.get("/rmw/k")
+            assert store.update("/rmw/k", "10", kv.mod_revision)
+        return str(int(current or "0") + 1)
+
+    assert read_modify_write(store, "/rmw/k", add_one, "increment") == "11"  # built on the racer's 10
+    assert store.get("/rmw/k").value == "11"
+    revision = store.get("/rmw/k").mod_revision
+    assert read_modify_write(store, "/rmw/k", lambda v: v, "unchanged") == "11"
+    assert store.get("/rmw/k").mod_revision == revision  # no change, no write
+    assert read_modify_write(store, "/rmw/k", lambda v: None, "delete") is None
+    assert store.get("/rmw/k") is None
+
+
+def test_retry_on_conflict_gives_up_with_code_11(store: Any) -> None:
+    from cni_calico.datastore import CONFLICT, retry_on_conflict
+    from cni_calico.errors import CniError
+
+    calls = []
+    with pytest.raises(CniError) as failure:
+        retry_on_conflict(lambda: calls.append(1) or CONFLICT, "always losing", attempts=5)
+    assert failure.value.code == 11 and "always losing: gave up after 5" in failure.value.msg
+    assert len(calls) == 5
+    assert retry_on_conflict(lambda: "done", "winning") == "done"

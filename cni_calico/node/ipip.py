@@ -12,9 +12,9 @@ from typing import Mapping
 
 import netaddr
 
-from ..pools import selects_node
-from ..datastore import Datastore
+from ..datastore import Datastore, read_modify_write
 from ..ipam_client import IpamClient, Request
+from ..pools import selects_node
 from ..resources import IPPool, Node, node_key, to_json
 
 log = logging.getLogger(__name__)
@@ -56,14 +56,22 @@ def ensure_tunnel_address(ds: Datastore, node: str, pools: list[IPPool],
 
 
 def _record(ds: Datastore, node: str, address: str | None) -> None:
-    for _ in range(20):
-        kv = ds.get(node_key(node))
-        if kv is None:
-            return
-        current = Node.model_validate_json(kv.value)
-        if current.spec.bgp is None or current.spec.bgp.ipv4IPIPTunnelAddr == address:
-            return
-        current.spec.bgp.ipv4IPIPTunnelAddr = address
-        if ds.update(kv.key, to_json(current), kv.mod_revision):
-            log.info("node %s: IPIP tunnel address %s", node, address or "removed")
-            return
+    """The tunnel address on the Node resource (spec.bgp.ipv4IPIPTunnelAddr), at the revision read."""
+
+    changed = False
+
+    def change(current: str | None) -> str | None:
+        nonlocal changed
+        changed = False
+        if current is None:
+            return None  # no Node: nothing to record on
+        found = Node.model_validate_json(current)
+        if found.spec.bgp is None or found.spec.bgp.ipv4IPIPTunnelAddr == address:
+            return current
+        found.spec.bgp.ipv4IPIPTunnelAddr = address
+        changed = True
+        return to_json(found)
+
+    read_modify_write(ds, node_key(node), change, f"recording node {node}'s tunnel address")
+    if changed:
+        log.info("node %s: IPIP tunnel address %s", node, address or "removed")

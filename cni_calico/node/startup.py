@@ -17,7 +17,7 @@ from pathlib import Path
 import netaddr
 
 from .. import __version__, keys
-from ..datastore import Datastore
+from ..datastore import CONFLICT, Conflict, Datastore, retry_on_conflict
 from ..resources import (DEFAULT_POOL_NAME, ClusterInformation, ClusterInformationSpec, IPPool, IPPoolSpec,
                          Metadata, Node, NodeBGPSpec, NodeSpec, cluster_information_key, node_key, pool_key, to_json)
 from .config import AgentConfig
@@ -61,7 +61,8 @@ def parse_ip(value: str) -> netaddr.IPNetwork:
 
 def register_node(ds: Datastore, name: str, address: netaddr.IPNetwork | None, as_number: int | None) -> Node:
     """Create or update our Node with the BGP address and AS; refuses an address another node has."""
-    for _ in range(20):
+
+    def attempt() -> Node | Conflict:
         if address is not None:
             _refuse_duplicate_address(ds, name, address)
         kv = ds.get(node_key(name))
@@ -78,7 +79,9 @@ def register_node(ds: Datastore, name: str, address: netaddr.IPNetwork | None, a
         if ds.txn({node_key(name): kv.mod_revision if kv else 0}, {node_key(name): to_json(node)}):
             log.info("registered node %s (BGP address %s, AS %s)", name, address, as_number or "default")
             return node
-    raise StartupError(f"could not register node {name}: the Node resource kept changing under us")
+        return CONFLICT
+
+    return retry_on_conflict(attempt, f"registering node {name}")
 
 
 def _refuse_duplicate_address(ds: Datastore, name: str, address: netaddr.IPNetwork) -> None:
