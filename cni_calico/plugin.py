@@ -39,11 +39,14 @@ from .identity import Workload, determine_nodename, endpoint_name, endpoint_name
 from .hostlock import attachment_lock_path, host_lock
 from .ipam_client import IpamClient
 from .netns import LinkExists, Netns
+from .profile_write import InvalidProfile, profile_to_write
 from .resources import (
     Metadata,
+    Profile,
     WorkloadEndpoint,
     WorkloadEndpointSpec,
     allow_all_profile,
+    network_profile,
     profile_key,
     to_json,
     workload_endpoint_key,
@@ -260,7 +263,7 @@ class CalicoPlugin:
                 pod=att.workload.pod, node=att.node, containerID=att.args.container_id,
                 endpoint=att.args.ifname, interfaceName=att.host_ifname, mac=mac,
                 ipNetworks=[str(_host_route(a)) for a in addresses], profiles=[profile]))
-        _write_with_profile(ds, att.endpoint_key, to_json(wep), profile)
+        _write_with_profile(ds, att.endpoint_key, to_json(wep), _profile_resource(att))
         undo.push(f"endpoint {name}", lambda: _delete_key(ds, att.endpoint_key))
 
     # ------------------------------------------------------------ DEL
@@ -354,6 +357,13 @@ def _endpoint_profile(att: Attachment) -> str:
     return f"kns.{att.workload.namespace}" if att.workload.pod else att.conf.name
 
 
+def _profile_resource(att: Attachment) -> Profile:
+    """The profile to create when it is missing: a namespace's allows all (policies restrict it),
+    a network's isolates the network (Calico's CNI plugin's)."""
+    name = _endpoint_profile(att)
+    return allow_all_profile(name) if att.workload.pod else network_profile(name)
+
+
 def _host_route(address: netaddr.IPNetwork) -> netaddr.IPNetwork:
     """The workload's address narrowed to a host route: /32 or /128."""
     return netaddr.IPNetwork(f"{address.ip}/{32 if address.version == 4 else 128}")
@@ -412,18 +422,28 @@ class _Background:
             log.warning("also failed: %s", self._error)
 
 
-def _write_with_profile(ds: Datastore, key: str, endpoint: str, profile: str) -> None:
-    """Write the endpoint, and its network's allow-all profile when that does not exist yet, in one
-    transaction: a read (with calico-ipam, already made with IPAM's first reads) and a write. The
-    profile is shared by every endpoint of the network and never undone; an endpoint that changed
-    under us is a retry for the caller."""
-    profile_at = profile_key(profile)
+def _write_with_profile(ds: Datastore, key: str, endpoint: str, profile: Profile) -> None:
+    """Write the endpoint and, in the same transaction, its profile when that is missing or is
+    still the allow-all one older versions gave every network (see profile_write): a read (with
+    calico-ipam, already made with IPAM's first reads) and a write. The profile is shared by every
+    endpoint of the network and never undone; an endpoint that changed under us is a retry for
+    the caller."""
+    name = profile.metadata.name
+    profile_at = profile_key(name)
     found = ds.get_many([key, profile_at])
     expect = {key: found[key].mod_revision if found[key] else 0}
-    if found[profile_at] is None:
-        if ds.txn({**expect, profile_at: 0}, {key: endpoint, profile_at: to_json(allow_all_profile(profile))}):
+    stored = found[profile_at]
+    try:
+        document = profile_to_write(stored.value if stored else None, profile)
+    except InvalidProfile as exc:
+        raise CniError(INVALID_NETWORK_CONFIG, f"cannot write profile {name!r}: {exc}",
+                       "a network's profile is named after the network and labels its endpoints with "
+                       "that name: at most 63 lower case letters, digits, '-' and '.'") from None
+    if document is not None:
+        profile_expect = {profile_at: stored.mod_revision if stored else 0}
+        if ds.txn({**expect, **profile_expect}, {key: endpoint, profile_at: document}):
             return
-        # Lost a race, maybe only to another endpoint of the network creating the profile.
+        # Lost a race, maybe only to another endpoint of the network writing the profile first.
     if ds.txn(expect, {key: endpoint}):
         return
     raise CniError(TRY_AGAIN_LATER, f"endpoint {key.rsplit('/', 1)[1]} changed while being written; retry")

@@ -254,9 +254,20 @@ class Profile(_Open):
 
 
 def allow_all_profile(name: str) -> Profile:
-    """The profile a network gets by default: every workload on it may talk to every other."""
+    """A Kubernetes namespace's profile (`kns.<namespace>`) when none exists yet: all traffic is
+    allowed, policies restrict it. Older versions also gave every network this shape."""
     return Profile(metadata=Metadata(name=name),
                    spec={"ingress": [{"action": "Allow"}], "egress": [{"action": "Allow"}]})
+
+
+def network_profile(name: str) -> Profile:
+    """A network's profile, as Calico's CNI plugin creates it for non-Kubernetes workloads: its
+    endpoints carry the label `<name>` (empty value) and accept traffic only from endpoints that
+    have it, so two networks are isolated from each other; whatever they send is allowed."""
+    return Profile(metadata=Metadata(name=name),
+                   spec={"labelsToApply": {name: ""},
+                         "ingress": [{"action": "Allow", "source": {"selector": f"has({name})"}}],
+                         "egress": [{"action": "Allow"}]})
 
 
 def workload_endpoint_key(namespace: str, name: str) -> str:

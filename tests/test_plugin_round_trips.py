@@ -15,6 +15,7 @@ import pytest
 
 from cni_calico.admin import create_pool
 from cni_calico.datastore import EtcdDatastore
+from cni_calico.resources import allow_all_profile, profile_key, to_json
 from tests.netlab import Lab
 
 pytestmark = [pytest.mark.root, pytest.mark.etcd]
@@ -86,3 +87,40 @@ def test_add_and_del_round_trips(lab: Lab) -> None:
     # The endpoint with the handle and the legacy handle in one read; the block the handle names;
     # both written; the endpoint deleted at the revision read.
     assert first_del["calls"] == second_del["calls"] == ["read_many", "get", "txn", "txn"]
+
+
+# The counting store above; then an ADD that claims the block, the profile put back as versions
+# before network isolation wrote it, and the counted ADD that upgrades it.
+UPGRADE_SCRIPT = SCRIPT.split("conf, pods = ")[0] + r"""
+from cni_calico.resources import profile_key
+conf, old_profile, pods = sys.argv[1], sys.argv[2], sys.argv[3:]
+counting = Counting(EtcdDatastore(json.loads(conf)["etcd_endpoints"]))
+plugin = CalicoPlugin(lambda conf, env: counting)
+report = []
+for command in ("ADD", "DEL"):
+    for n, pod in enumerate(pods):
+        if command == "ADD" and n == 1:
+            key = profile_key(json.loads(conf)["name"])
+            assert counting.inner.update(key, old_profile, counting.inner.get(key).mod_revision)
+        counting.calls = []
+        env = {"CNI_COMMAND": command, "CNI_CONTAINERID": f"up{n}", "CNI_NETNS": pod, "CNI_IFNAME": "eth0",
+               "CNI_PATH": "/usr/lib/cni"}
+        out = io.StringIO()
+        status = skel.run(lambda: plugin, env, io.BytesIO(conf.encode()), out)
+        assert status == 0, out.getvalue()
+        report.append(counting.calls)
+print(json.dumps(report))
+"""
+
+
+def test_upgrading_an_old_profile_costs_no_round_trip(lab: Lab, etcd_store: EtcdDatastore) -> None:
+    pods = [lab.pod("up-a"), lab.pod("up-b")]
+    conf = {k: v for k, v in lab.conf().items() if not k.startswith("fast_path")}
+    old = to_json(allow_all_profile(conf["name"]))  # byte for byte what older versions wrote
+    proc = subprocess.run(["ip", "netns", "exec", lab.host, sys.executable, "-c", UPGRADE_SCRIPT, json.dumps(conf),
+                           old, *pods], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    _, upgrading_add, *_ = json.loads(proc.stdout)
+    assert upgrading_add == ["read_many", "read_many", "txn", "txn"]  # as any second ADD (above)
+    profile = json.loads(etcd_store.get(profile_key(conf["name"])).value)
+    assert profile["spec"]["labelsToApply"] == {conf["name"]: ""}

@@ -4,7 +4,7 @@ Two simulated hosts with calico-node + BIRD. On h0: `web` and `client` (Kubernet
 namespace prod, labelled app=web / app=client) and `other` (a plain CNI container, no labels);
 on h1: `remote` (namespace dev, app=client). `web` listens on TCP 8080 and 9090. Policies are
 written with the real calicoctl; each test removes its policies and waits for the default (the
-networks' allow-all profiles) to be back.
+namespaces' allow-all profiles: every connection goes to `web`) to be back.
 """
 
 from __future__ import annotations

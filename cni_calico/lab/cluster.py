@@ -258,13 +258,15 @@ class Cluster:
         return str(self.bin_dir / plugin)
 
     def add_pod(self, host: Host, pod: str, *, labels: dict[str, str] | None = None,
-                k8s_namespace: str | None = None) -> str:
+                k8s_namespace: str | None = None, conf_extra: dict[str, Any] | None = None) -> str:
         """A netns for the pod, then `calico ADD` run inside the host; returns the pod's IPv4 address.
-        `labels` go in the config's args.cni.labels; `k8s_namespace` makes it a Kubernetes pod."""
+        `labels` go in the config's args.cni.labels; `k8s_namespace` makes it a Kubernetes pod;
+        `conf_extra` overrides network config keys (`name`, `fast_path`...)."""
         netns = self._netns(f"{host.netns}-{pod}")
         container_id = f"{host.name}-{pod}"
         cni_args = f"K8S_POD_NAMESPACE={k8s_namespace};K8S_POD_NAME={pod}" if k8s_namespace else ""
-        extra = {"args": {"cni": {"labels": [{"key": k, "value": v} for k, v in (labels or {}).items()]}}}
+        extra = {"args": {"cni": {"labels": [{"key": k, "value": v} for k, v in (labels or {}).items()]}},
+                 **(conf_extra or {})}
         result = self.cni(host, "ADD", container_id, f"{NETNS_DIR}/{netns}", cni_args=cni_args, conf_extra=extra)
         host.pods[pod] = container_id
         return str(result["ips"][0]["address"]).split("/")[0]
