@@ -12,8 +12,11 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import netaddr
 
-from . import keys
-from .cni_types import IPConfig, NetConf, Result, parse_netconf
+from .allocation.client import IpamClient, Request
+from .cni.identity import Workload, determine_nodename, handle_id
+from .cni.locks import host_lock
+from .cni.skel import CmdArgs
+from .cni.types import IPConfig, NetConf, Result, parse_netconf
 from .datastore import Datastore, EtcdSettings, Prefetched, open_datastore
 from .errors import (
     CHECK_FAILED,
@@ -23,10 +26,7 @@ from .errors import (
     NOT_AVAILABLE,
     CniError,
 )
-from .hostlock import host_lock
-from .identity import Workload, determine_nodename, handle_id
-from .ipam_client import IpamClient, Request
-from .skel import CmdArgs
+from .model import keys
 
 log = logging.getLogger(__name__)
 

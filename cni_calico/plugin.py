@@ -24,8 +24,28 @@ from typing import Any, Iterator
 import netaddr
 
 from . import ipam as calico_ipam
-from . import keys, logs, netns
-from .cni_types import DEFAULT_IPAM_LOCK_FILE, CalicoNetConf, Interface, IPConfig, Result, Route, parse_netconf
+from . import logs, netns
+from .allocation.client import IpamClient
+from .cni.identity import (
+    Workload,
+    determine_nodename,
+    endpoint_name,
+    endpoint_namespace,
+    host_veth_name,
+)
+from .cni.locks import attachment_lock_path, host_lock
+from .cni.profile import InvalidProfile, profile_to_write
+from .cni.skel import CmdArgs
+from .cni.types import (
+    DEFAULT_IPAM_LOCK_FILE,
+    CalicoNetConf,
+    Interface,
+    IPConfig,
+    Result,
+    Route,
+    parse_netconf,
+)
+from .cni.undo import UndoStack
 from .datastore import Datastore, KeyValue, Prefetched
 from .errors import (
     CHECK_FAILED,
@@ -35,12 +55,8 @@ from .errors import (
     TRY_AGAIN_LATER,
     CniError,
 )
-from .identity import Workload, determine_nodename, endpoint_name, endpoint_namespace, host_veth_name
-from .hostlock import attachment_lock_path, host_lock
-from .ipam_client import IpamClient
-from .netns import LinkExists, Netns
-from .profile_write import InvalidProfile, profile_to_write
-from .resources import (
+from .model import keys
+from .model.resources import (
     Metadata,
     Profile,
     WorkloadEndpoint,
@@ -51,8 +67,7 @@ from .resources import (
     to_json,
     workload_endpoint_key,
 )
-from .skel import CmdArgs
-from .undo import UndoStack
+from .netns import LinkExists, Netns
 
 log = logging.getLogger(__name__)
 

@@ -2,6 +2,6 @@
 it answers VERSION, hands calls to calico-node's fast path, else execs the full `cni-calico`.
 No logic here."""
 
-from cni_calico.cni_client import main
+from cni_calico.cni.client import main
 
 main()

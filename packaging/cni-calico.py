@@ -1,6 +1,6 @@
 """PyInstaller entry for the one frozen bundle: calico, calico-ipam, calicoctl and calico-node are
 names of the same executable (the name it runs by picks the command). No logic here."""
 
-from cni_calico.entrypoints import multicall
+from cni_calico.cni.entrypoints import multicall
 
 multicall()

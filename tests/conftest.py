@@ -76,7 +76,7 @@ def lab(request: pytest.FixtureRequest, etcd_server: PrivateEtcd, etcd: str, etc
         ) -> Iterator[Any]:
     """A simulated host with pool 10.100.0.0/16; a test using it runs twice: the plugin doing the
     work itself, and handing it to calico-node."""
-    from cni_calico.admin import create_pool
+    from cni_calico.lab.admin import create_pool
 
     from .netlab import Lab
 

@@ -20,7 +20,7 @@ from typing import Callable, Iterator
 import pytest
 
 from cni_calico.lab.cluster import sh
-from cni_calico.node.bird_config import (
+from cni_calico.node.routing.bird_config import (
     PEER_GLOBAL,
     PEER_MESH,
     PEER_NODE,

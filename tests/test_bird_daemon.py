@@ -21,9 +21,9 @@ from typing import Callable, Iterator, TypeVar
 import pytest
 
 from cni_calico.netns import entered
-from cni_calico.node.bird import BirdDaemon
-from cni_calico.node.birdctl import BirdControl, BirdError, Protocol
-from cni_calico.node.status import PeerStatus, peers_from_protocols
+from cni_calico.node.routing.bird import BirdDaemon
+from cni_calico.node.routing.birdctl import BirdControl, BirdError, Protocol
+from cni_calico.node.routing.status import PeerStatus, peers_from_protocols
 
 from .netlab import NETNS_DIR, sh
 

@@ -7,7 +7,7 @@ import json
 import netaddr
 import pytest
 
-from cni_calico.block import AddressInUse, AllocationBlock, Attribute
+from cni_calico.allocation.block import AddressInUse, AllocationBlock, Attribute
 
 IP = netaddr.IPAddress
 NET = netaddr.IPNetwork

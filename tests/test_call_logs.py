@@ -12,8 +12,8 @@ from typing import Iterator
 
 import pytest
 
-from cni_calico.admin import create_pool
 from cni_calico.datastore import EtcdDatastore
+from cni_calico.lab.admin import create_pool
 from cni_calico.lab.etcd import PrivateEtcd
 
 from .netlab import Lab

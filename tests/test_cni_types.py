@@ -1,12 +1,21 @@
-"""CNI types (cni_calico.cni_types): results in every cniVersion, and network configuration parsing."""
+"""CNI types (cni_calico.cni.types): results in every cniVersion, and network configuration parsing."""
 
 from __future__ import annotations
 
 import pytest
 
-from cni_calico.cni_types import DNS, Interface, IpamConf, IPConfig, NetConf, Result, Route, parse_netconf
+from cni_calico.cni.skel import SUPPORTED_VERSIONS
+from cni_calico.cni.types import (
+    DNS,
+    Interface,
+    IpamConf,
+    IPConfig,
+    NetConf,
+    Result,
+    Route,
+    parse_netconf,
+)
 from cni_calico.errors import DECODING_FAILURE, INVALID_NETWORK_CONFIG, CniError
-from cni_calico.skel import SUPPORTED_VERSIONS
 
 LEGACY = ["0.1.0", "0.2.0"]
 WITH_IP_VERSION = ["0.3.0", "0.3.1", "0.4.0"]
@@ -275,7 +284,7 @@ def test_ipam_conf_wants(ipam, v4, v6):
 
 
 def test_labels_from_the_cni_args_convention():
-    from cni_calico.cni_types import CalicoNetConf
+    from cni_calico.cni.types import CalicoNetConf
 
     conf = parse_netconf({"name": "n", "args": {"cni": {"labels": [
         {"key": "app", "value": "web"}, {"key": "example.com/tier", "value": "front-1"}, {"key": "flag"}]},
@@ -288,7 +297,7 @@ def test_labels_from_the_cni_args_convention():
                                    {"key": "app", "value": "it's"}, {"key": "UPPER.com/x", "value": "x"},
                                    {"key": "a" * 64, "value": "x"}, {"value": "x"}])
 def test_bad_labels_are_config_errors(label):
-    from cni_calico.cni_types import CalicoNetConf
+    from cni_calico.cni.types import CalicoNetConf
 
     with pytest.raises(CniError) as info:
         parse_netconf({"name": "n", "args": {"cni": {"labels": [label]}}}, CalicoNetConf)

@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 import yaml
 
-from cni_calico import v3
 from cni_calico.ctl import documents
 from cni_calico.ctl.k8s_convert import ConversionError, network_policy, render, to_v3
 from cni_calico.ctl.main import run
 from cni_calico.lab import binaries
+from cni_calico.model import v3
 
 K8S = "networking.k8s.io/v1"
 PODS = "projectcalico.org/orchestrator == 'k8s'"  # what every converted pod selector starts with

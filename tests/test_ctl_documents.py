@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from cni_calico import v3
 from cni_calico.ctl.documents import Document, DocumentError, describe, load, to_v3
+from cni_calico.model import v3
 
 V3 = "projectcalico.org/v3"
 

@@ -12,16 +12,28 @@ from typing import Any, Callable
 import netaddr
 import pytest
 
-from cni_calico import keys
-from cni_calico.admin import create_pool
-from cni_calico.block import AllocationBlock
+from cni_calico.allocation.block import AllocationBlock
+from cni_calico.allocation.client import IpamClient, ReleaseOptions, Request
+from cni_calico.cni.identity import (
+    Workload,
+    endpoint_name,
+    endpoint_namespace,
+    host_veth_name,
+)
 from cni_calico.ctl import ipam
 from cni_calico.ctl.errors import CtlError
 from cni_calico.datastore import Datastore, EtcdDatastore, MemoryDatastore
-from cni_calico.identity import Workload, endpoint_name, endpoint_namespace, host_veth_name
-from cni_calico.ipam_client import IpamClient, ReleaseOptions, Request
-from cni_calico.resources import (Metadata, Node, WorkloadEndpoint, WorkloadEndpointSpec, node_key, to_json,
-                                  workload_endpoint_key)
+from cni_calico.lab.admin import create_pool
+from cni_calico.model import keys
+from cni_calico.model.resources import (
+    Metadata,
+    Node,
+    WorkloadEndpoint,
+    WorkloadEndpointSpec,
+    node_key,
+    to_json,
+    workload_endpoint_key,
+)
 
 from .conftest import run_cni
 

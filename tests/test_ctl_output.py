@@ -13,7 +13,7 @@ from cni_calico.ctl import output
 from cni_calico.ctl.gotext import go_float
 from cni_calico.ctl.kinds import KINDS, TableContext, by_kind
 from cni_calico.ctl.summary import Outcome, summarize
-from cni_calico.v3 import pool_read_defaults
+from cni_calico.model.v3 import pool_read_defaults
 from tests.golden import assert_matches_golden
 
 GOLDEN = Path(__file__).parent / "golden" / "calicoctl"

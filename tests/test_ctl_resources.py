@@ -8,15 +8,16 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+
 import pytest
 import yaml
 
-from cni_calico import admin, keys
+from cni_calico.allocation.client import IpamClient, Request
 from cni_calico.ctl.main import run
 from cni_calico.datastore import EtcdDatastore
-from cni_calico.ipam_client import IpamClient, Request
-from cni_calico.lab import binaries
+from cni_calico.lab import admin, binaries
 from cni_calico.lab.etcd import free_port
+from cni_calico.model import keys
 from cni_calico.node import startup
 from cni_calico.node.config import load
 
@@ -206,7 +207,13 @@ def test_namespaces_short_names_and_patch(etcd: str, etcd_store: EtcdDatastore, 
 
 
 def test_deleting_a_node_releases_its_workloads_addresses_and_blocks(etcd: str, etcd_store: EtcdDatastore) -> None:
-    from cni_calico.resources import Metadata, WorkloadEndpoint, WorkloadEndpointSpec, to_json, workload_endpoint_key
+    from cni_calico.model.resources import (
+        Metadata,
+        WorkloadEndpoint,
+        WorkloadEndpointSpec,
+        to_json,
+        workload_endpoint_key,
+    )
     admin.create_pool(etcd_store, "p", "10.30.0.0/16")
     startup.register_node(etcd_store, "gone", __import__("netaddr").IPNetwork("192.0.2.12/24"), None)
     client = IpamClient(etcd_store, "gone")

@@ -1,4 +1,4 @@
-"""etcd3's message modules rebuilt from their descriptors (cni_calico.etcd_messages).
+"""etcd3's message modules rebuilt from their descriptors (cni_calico.datastore.etcd_messages).
 
 The etcd tiers (datastore contract, IPAM on etcd, watches) exercise every message on a real
 etcd; these check the rebuild itself in a fresh interpreter, where etcd3 is first imported."""
@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from cni_calico import etcd_messages
+from cni_calico.datastore import etcd_messages
 
 PROBE = r"""
 import json

@@ -11,8 +11,8 @@ from typing import Any, Iterator
 
 import pytest
 
-from cni_calico.admin import create_pool
 from cni_calico.datastore import EtcdDatastore
+from cni_calico.lab.admin import create_pool
 from cni_calico.lab.etcd import PrivateEtcd
 
 from .netlab import Lab
@@ -97,7 +97,7 @@ def test_serving_many_calls_keeps_the_agents_descriptors_flat(lab: Lab) -> None:
 
 def test_pooled_connections_are_keyed_on_everything_that_opens_them(tmp_path: Any) -> None:
     """Two calls differing only in the ETCD_* TLS variables must not share a connection."""
-    from cni_calico.cni_types import CalicoNetConf, parse_netconf
+    from cni_calico.cni.types import CalicoNetConf, parse_netconf
     from cni_calico.node.cni_server import DatastorePool
 
     ca_a, ca_b = tmp_path / "ca-a.pem", tmp_path / "ca-b.pem"

@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from cni_calico import fastpath
-from cni_calico.versions import SUPPORTED_VERSIONS, VERSION_REPLY
+from cni_calico.cni import fastpath
+from cni_calico.cni.versions import SUPPORTED_VERSIONS, VERSION_REPLY
 
 from .conftest import REPO
 
@@ -74,10 +74,10 @@ def test_the_client_imports_no_more_than_it_needs() -> None:
     """Every module the client loads is paid on every CNI call: json, socket, re, typing, enum and
     the plugin stack must stay out until a call is handed to the standalone path."""
     probe = ("import sys; sys.path.insert(0, sys.argv[1]); before = set(sys.modules); "
-             "import cni_calico.cni_client; print(' '.join(sorted(set(sys.modules) - before)))")
+             "import cni_calico.cni.client; print(' '.join(sorted(set(sys.modules) - before)))")
     loaded = set(subprocess.run([sys.executable, "-S", "-c", probe, str(REPO)], check=True,
                                 capture_output=True, text=True).stdout.split())
-    assert "cni_calico.fastpath" in loaded
-    heavy = {"json", "socket", "re", "typing", "enum", "selectors", "struct", "base64", "cni_calico.skel",
+    assert "cni_calico.cni.fastpath" in loaded
+    heavy = {"json", "socket", "re", "typing", "enum", "selectors", "struct", "base64", "cni_calico.cni.skel",
              "pydantic", "netaddr", "pyroute2", "etcd3"}
     assert not loaded & heavy, f"the client loads {sorted(loaded & heavy)}"

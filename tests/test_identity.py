@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 
-from cni_calico.identity import Workload, endpoint_name, host_veth_name
+from cni_calico.cni.identity import Workload, endpoint_name, host_veth_name
 
 
 def test_pod_veth_is_the_hash_of_namespace_and_pod() -> None:

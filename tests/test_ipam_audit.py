@@ -7,12 +7,20 @@ import json
 import netaddr
 import pytest
 
-from cni_calico import ipam_audit
-from cni_calico.block import AllocationBlock
+from cni_calico.allocation import audit as ipam_audit
+from cni_calico.allocation.block import AllocationBlock
 from cni_calico.ctl.ipam import check_text, usage_table
+from cni_calico.model.resources import (
+    IPPool,
+    IPPoolSpec,
+    Metadata,
+    Node,
+    NodeBGPSpec,
+    NodeSpec,
+    WorkloadEndpoint,
+    WorkloadEndpointSpec,
+)
 from cni_calico.tables import render_table
-from cni_calico.resources import (IPPool, IPPoolSpec, Metadata, Node, NodeBGPSpec, NodeSpec, WorkloadEndpoint,
-                                  WorkloadEndpointSpec)
 
 
 def pool(name: str, cidr: str, **spec: object) -> IPPool:

@@ -13,8 +13,6 @@ from typing import Any, Callable, Iterator
 import netaddr
 import pytest
 
-from cni_calico import keys
-from cni_calico.admin import create_pool, delete_pool
 from cni_calico.datastore import EtcdDatastore
 from cni_calico.errors import (
     ADDRESS_OUTSIDE_POOLS,
@@ -28,7 +26,10 @@ from cni_calico.errors import (
     TRY_AGAIN_LATER,
     UNKNOWN_POOL,
 )
+from cni_calico.lab.admin import create_pool, delete_pool
 from cni_calico.lab.etcd import free_port
+from cni_calico.model import keys
+
 from .conftest import run_cni
 
 pytestmark = pytest.mark.etcd

@@ -15,12 +15,11 @@ from typing import Any
 
 import pytest
 
-from cni_calico import keys
-from cni_calico.admin import create_pool
-from cni_calico.block import AllocationBlock
+from cni_calico.allocation.block import AllocationBlock
 from cni_calico.datastore import EtcdDatastore
-
 from cni_calico.lab import binaries
+from cni_calico.lab.admin import create_pool
+from cni_calico.model import keys
 
 pytestmark = pytest.mark.etcd
 

@@ -8,11 +8,12 @@ from typing import Any
 import netaddr
 import pytest
 
-from cni_calico import keys
-from cni_calico.admin import create_pool, set_ipam_config
-from cni_calico.block import AllocationBlock
+from cni_calico.allocation.block import AllocationBlock
+from cni_calico.allocation.config import set_ipam_config
 from cni_calico.datastore import EtcdDatastore
-from cni_calico.resources import Metadata, Node, node_key, to_json
+from cni_calico.lab.admin import create_pool
+from cni_calico.model import keys
+from cni_calico.model.resources import Metadata, Node, node_key, to_json
 
 from .conftest import run_cni
 
@@ -204,8 +205,8 @@ def test_dual_stack_assigns_both_or_nothing(etcd: str, etcd_store: EtcdDatastore
 
 
 def test_interrupted_claims_are_recovered(etcd: str, etcd_store: EtcdDatastore) -> None:
-    from cni_calico import pools as pool_logic
-    from cni_calico.resources import IPPool
+    from cni_calico.allocation import pools as pool_logic
+    from cni_calico.model.resources import IPPool
 
     pool = create_pool(etcd_store, "p1", "10.100.0.0/16")
     first: IPPool = pool

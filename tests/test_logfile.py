@@ -14,7 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from cni_calico.logfile import SharedLogFile, backup_name, backup_stamp, backups_to_remove, stamp
+from cni_calico.logfile import (
+    SharedLogFile,
+    backup_name,
+    backup_stamp,
+    backups_to_remove,
+    stamp,
+)
 
 from .conftest import REPO
 

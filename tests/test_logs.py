@@ -12,7 +12,8 @@ from typing import Any, Iterator
 
 import pytest
 
-from cni_calico import logs, skel
+from cni_calico import logs
+from cni_calico.cni import skel
 
 from .conftest import REPO
 from .test_skel import ENV, Recorder
@@ -180,7 +181,7 @@ def test_a_traceback_follows_the_identity(captured: Lines) -> None:
 # ---------------------------------------------------------------- skel's one summary line per call
 
 def summaries(captured: Lines) -> list[str]:
-    return [line for line in captured.lines if "cni_calico.skel" in line and "[INFO]" in line]
+    return [line for line in captured.lines if "cni_calico.cni.skel" in line and "[INFO]" in line]
 
 
 @pytest.mark.parametrize("result, shown", [

@@ -15,11 +15,11 @@ from typing import Iterator
 
 import pytest
 
-from cni_calico import admin
 from cni_calico.datastore import EtcdDatastore
+from cni_calico.lab import admin
 from cni_calico.lab.cluster import NETNS_DIR, Cluster, Host
 from cni_calico.lab.etcd import PrivateEtcd
-from cni_calico.resources import allow_all_profile, profile_key, to_json
+from cni_calico.model.resources import allow_all_profile, profile_key, to_json
 
 from .conftest import wipe
 from .packets import eventually

@@ -11,14 +11,14 @@ import json
 
 import pytest
 
-from cni_calico import keys
+from cni_calico.cni.profile import InvalidProfile, profile_to_write
 from cni_calico.datastore import KeyValue
+from cni_calico.model import keys
+from cni_calico.model.resources import allow_all_profile, network_profile, to_json
 from cni_calico.node.cache import Cache
-from cni_calico.node.nft_render import profile_chain_name, render
-from cni_calico.node.policy_model import EGRESS, INGRESS, Selection, rule_selectors
-from cni_calico.node.policy_view import policy_state
-from cni_calico.profile_write import InvalidProfile, profile_to_write
-from cni_calico.resources import allow_all_profile, network_profile, to_json
+from cni_calico.node.policy.model import EGRESS, INGRESS, Selection, rule_selectors
+from cni_calico.node.policy.render import profile_chain_name, render
+from cni_calico.node.policy.view import policy_state
 
 OLD_SHAPE = json.loads(to_json(allow_all_profile("net-a")))  # what versions before isolation stored
 

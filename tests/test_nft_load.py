@@ -19,10 +19,16 @@ from typing import Any, Iterator
 import pytest
 
 from cni_calico.lab.cluster import NETNS_DIR
-from cni_calico.node.nft_apply import NftCommand, NftDataplane, NftError, NftLibrary, default_runner
-from cni_calico.node.nft_render import render
-from cni_calico.node.nft_ruleset import full_script, update_script
-from cni_calico.node.policy_model import PolicyState
+from cni_calico.node.policy.apply import (
+    NftCommand,
+    NftDataplane,
+    NftError,
+    NftLibrary,
+    default_runner,
+)
+from cni_calico.node.policy.model import PolicyState
+from cni_calico.node.policy.render import render
+from cni_calico.node.policy.ruleset import full_script, update_script
 from tests.test_nft_render import (
     CASES,
     DB,

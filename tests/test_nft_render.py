@@ -14,16 +14,9 @@ from typing import Any, Callable
 
 import pytest
 
-from cni_calico.node.nft_render import (
-    MARK_ACCEPT,
-    MARK_PASS,
-    iptables_equivalent,
-    policy_chain_name,
-    profile_chain_name,
-    render,
-)
-from cni_calico.node.nft_ruleset import Ruleset, counts, full_script, update_script
-from cni_calico.node.policy_model import (
+from cni_calico.lab.iptables_estimate import iptables_equivalent
+from cni_calico.model.v3 import GlobalNetworkPolicySpec, NetworkPolicySpec, ProfileSpec
+from cni_calico.node.policy.model import (
     EGRESS,
     INGRESS,
     Endpoint,
@@ -31,10 +24,17 @@ from cni_calico.node.policy_model import (
     PolicyState,
     Selection,
     applicable_policies,
-    rule_selectors,
     policy_sort_key,
+    rule_selectors,
 )
-from cni_calico.v3 import GlobalNetworkPolicySpec, NetworkPolicySpec, ProfileSpec
+from cni_calico.node.policy.render import (
+    MARK_ACCEPT,
+    MARK_PASS,
+    policy_chain_name,
+    profile_chain_name,
+    render,
+)
+from cni_calico.node.policy.ruleset import Ruleset, counts, full_script, update_script
 
 from .golden import assert_matches_golden
 

@@ -11,14 +11,13 @@ from typing import Iterator
 
 import pytest
 
-from cni_calico import admin, keys
 from cni_calico.datastore import EtcdDatastore
-from cni_calico.lab import binaries
+from cni_calico.lab import admin, binaries
 from cni_calico.lab.cluster import Cluster, Host
 from cni_calico.lab.etcd import PrivateEtcd
+from cni_calico.model import keys
+from cni_calico.model.resources import Node, node_key
 from cni_calico.procs import running
-from cni_calico.resources import Node, node_key
-
 
 pytestmark = [pytest.mark.root, pytest.mark.bird, pytest.mark.etcd]
 

@@ -14,12 +14,13 @@ from typing import Callable, Iterator
 
 import pytest
 
-from cni_calico import admin, keys
+from cni_calico.allocation.client import IpamClient, Request
 from cni_calico.datastore import EtcdDatastore
-from cni_calico.ipam_client import IpamClient, Request
+from cni_calico.lab import admin
 from cni_calico.lab.cluster import Cluster, Host
 from cni_calico.lab.etcd import PrivateEtcd
-from cni_calico.resources import node_key
+from cni_calico.model import keys
+from cni_calico.model.resources import node_key
 
 from .conftest import wipe
 

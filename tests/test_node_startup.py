@@ -7,13 +7,21 @@ import threading
 import netaddr
 import pytest
 
-from cni_calico import keys
+from cni_calico.allocation.client import IpamClient
 from cni_calico.datastore import EtcdDatastore
-from cni_calico.ipam_client import IpamClient
-from cni_calico.node import ipip, startup
+from cni_calico.model import keys
+from cni_calico.model.resources import (
+    ClusterInformation,
+    IPPool,
+    Node,
+    cluster_information_key,
+    node_key,
+    pool_key,
+    to_json,
+)
+from cni_calico.node import startup
 from cni_calico.node.config import load
-from cni_calico.resources import (ClusterInformation, IPPool, Node, cluster_information_key, node_key, pool_key,
-                                  to_json)
+from cni_calico.node.routing import ipip
 
 pytestmark = pytest.mark.etcd
 
@@ -80,7 +88,7 @@ def test_default_pool_from_calico_env_and_only_once_under_a_race(etcd: str) -> N
 def test_no_default_pool_when_one_exists_or_when_asked(etcd_store: EtcdDatastore) -> None:
     assert startup.ensure_default_pool(etcd_store, load({"NO_DEFAULT_POOLS": "true"})) is None
     assert etcd_store.list(keys.resource_prefix("ippools")) == []
-    from cni_calico import admin
+    from cni_calico.lab import admin
     admin.create_pool(etcd_store, "mine", "10.78.0.0/16")
     assert startup.ensure_default_pool(etcd_store, load({})) is None
     assert [kv.key for kv in etcd_store.list(keys.resource_prefix("ippools"))] == [pool_key("mine")]
@@ -94,7 +102,7 @@ def test_bad_default_pool_settings_are_one_line_errors(etcd_store: EtcdDatastore
 
 
 def test_ipip_tunnel_address_is_allocated_recorded_and_released(etcd_store: EtcdDatastore) -> None:
-    from cni_calico import admin
+    from cni_calico.lab import admin
     startup.register_node(etcd_store, "n1", netaddr.IPNetwork("192.0.2.11/24"), None)
     plain = admin.create_pool(etcd_store, "plain", "10.80.0.0/16")
     assert ipip.ensure_tunnel_address(etcd_store, "n1", [plain], {}) is None
@@ -113,8 +121,8 @@ def test_ipip_tunnel_address_is_allocated_recorded_and_released(etcd_store: Etcd
 
 
 def test_release_empty_blocks_keeps_blocks_in_use(etcd_store: EtcdDatastore) -> None:
-    from cni_calico import admin
-    from cni_calico.ipam_client import Request
+    from cni_calico.allocation.client import Request
+    from cni_calico.lab import admin
     admin.create_pool(etcd_store, "p", "10.82.0.0/16", blockSize=30)
     client = IpamClient(etcd_store, "n1")
     kept = client.auto_assign(Request("keep", {}, num_v4=1))

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from cni_calico.node.birdctl import Protocol, parse_protocol
-from cni_calico.node.status import PeerStatus, format_status, peers_from_protocols
+from cni_calico.node.routing.birdctl import Protocol, parse_protocol
+from cni_calico.node.routing.status import (
+    PeerStatus,
+    format_status,
+    peers_from_protocols,
+)
 
 
 def bgp(name: str, state: str = "up", since: str = "12:35:53.123", info: str = "Established") -> Protocol:

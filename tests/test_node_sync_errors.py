@@ -14,11 +14,12 @@ from typing import Callable, Iterator
 import netaddr
 import pytest
 
-from cni_calico import admin, keys
+from cni_calico.allocation.client import IpamClient, Request
 from cni_calico.datastore import EtcdDatastore
-from cni_calico.ipam_client import IpamClient, Request
+from cni_calico.lab import admin
 from cni_calico.lab.cluster import Cluster
 from cni_calico.lab.etcd import PrivateEtcd
+from cni_calico.model import keys
 
 pytestmark = [pytest.mark.root, pytest.mark.bird, pytest.mark.etcd]
 

@@ -7,17 +7,37 @@ import json
 import netaddr
 import pytest
 
-from cni_calico import keys
 from cni_calico.datastore import KeyValue, WatchEvent
-from cni_calico.node import view
-from cni_calico.node.autodetect import AutodetectError, choose
-from cni_calico.node.bird_config import PEER_GLOBAL, PEER_MESH, PEER_NODE, Peer, Pool
+from cni_calico.model import keys
+from cni_calico.model.resources import (
+    BGPConfiguration,
+    BGPConfigurationSpec,
+    BGPPeer,
+    BGPPeerSpec,
+    IPPool,
+    IPPoolSpec,
+    Metadata,
+    Node,
+    NodeBGPSpec,
+    NodeSpec,
+    bgp_configuration_key,
+    bgp_peer_key,
+    node_key,
+    pool_key,
+    to_json,
+)
 from cni_calico.node.cache import Cache
 from cni_calico.node.config import ConfigError, load
 from cni_calico.node.metrics import Registry
-from cni_calico.resources import (BGPConfiguration, BGPConfigurationSpec, BGPPeer, BGPPeerSpec, IPPool, IPPoolSpec,
-                                  Metadata, Node, NodeBGPSpec, NodeSpec, bgp_configuration_key, bgp_peer_key,
-                                  node_key, pool_key, to_json)
+from cni_calico.node.routing import view
+from cni_calico.node.routing.autodetect import AutodetectError, choose
+from cni_calico.node.routing.bird_config import (
+    PEER_GLOBAL,
+    PEER_MESH,
+    PEER_NODE,
+    Peer,
+    Pool,
+)
 
 
 def node(name: str, ip: str | None, asn: int | None = None, **labels: str) -> tuple[str, str]:
@@ -58,8 +78,8 @@ def test_cache_ignores_blocks_and_handles_and_reports_changes() -> None:
 
 
 def test_only_routing_keys_trigger_a_resync() -> None:
+    from cni_calico.model.resources import workload_endpoint_key
     from cni_calico.node.cache import affects_routing
-    from cni_calico.resources import workload_endpoint_key
     assert affects_routing(node_key("a")) and affects_routing(pool_key("p"))
     assert affects_routing(keys.affinity("a", netaddr.IPNetwork("10.0.0.0/26")))
     assert not affects_routing(workload_endpoint_key("default", "a-cni-c1-eth0"))

@@ -13,10 +13,10 @@ from typing import Any
 import netaddr
 import pytest
 
-from cni_calico import keys
+from cni_calico.allocation.client import IpamClient
+from cni_calico.cni.identity import Workload, host_veth_name
 from cni_calico.datastore import EtcdDatastore
-from cni_calico.identity import Workload, host_veth_name
-from cni_calico.ipam_client import IpamClient
+from cni_calico.model import keys
 
 from .netlab import BASE_LINKS, Lab, sh
 

@@ -9,11 +9,11 @@ from typing import Any, Iterator
 
 import pytest
 
-from cni_calico import keys
-from cni_calico.admin import create_pool
+from cni_calico.cni.identity import Workload, host_veth_name
 from cni_calico.datastore import EtcdDatastore
-from cni_calico.identity import Workload, host_veth_name
+from cni_calico.lab.admin import create_pool
 from cni_calico.lab.etcd import PrivateEtcd
+from cni_calico.model import keys
 
 from .netlab import BASE_LINKS, Lab, sh
 

@@ -18,12 +18,12 @@ from typing import Any, Iterator
 import netaddr
 import pytest
 
-from cni_calico import keys
-from cni_calico.admin import create_pool
 from cni_calico.datastore import EtcdDatastore
-from cni_calico.lab.etcd import PrivateEtcd
-
 from cni_calico.lab import binaries
+from cni_calico.lab.admin import create_pool
+from cni_calico.lab.etcd import PrivateEtcd
+from cni_calico.model import keys
+
 from .netlab import BASE_LINKS, NETNS_DIR, Lab
 
 pytestmark = [pytest.mark.root, pytest.mark.etcd]

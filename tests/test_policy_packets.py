@@ -16,10 +16,11 @@ from typing import Iterator
 import pytest
 import yaml
 
-from cni_calico import admin, keys
 from cni_calico.datastore import EtcdDatastore
+from cni_calico.lab import admin
 from cni_calico.lab.cluster import GATEWAY, Cluster, Host
 from cni_calico.lab.etcd import PrivateEtcd
+from cni_calico.model import keys
 
 from .conftest import wipe
 from .packets import Listeners, eventually, ping_ok, received, tcp_ok, udp_send

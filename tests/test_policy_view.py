@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-from cni_calico import keys
 from cni_calico.datastore import KeyValue
+from cni_calico.model import keys
 from cni_calico.node.cache import Cache
-from cni_calico.node.policy_view import affects_policy, policy_state
+from cni_calico.node.policy.view import affects_policy, policy_state
 
 
 def doc(kind: str, name: str, spec: dict, namespace: str | None = None, **labels: str) -> dict:

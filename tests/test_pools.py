@@ -1,4 +1,4 @@
-"""Pure pool logic (cni_calico.pools) and IPPool validation (cni_calico.resources)."""
+"""Pure pool logic (cni_calico.allocation.pools) and IPPool validation (cni_calico.model.resources)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,13 @@ import netaddr
 import pytest
 from pydantic import ValidationError
 
+from cni_calico.allocation.pools import (
+    block_containing,
+    candidate_blocks,
+    node_seed,
+    pool_containing,
+    usable_pools,
+)
 from cni_calico.errors import (
     ADDRESS_OUTSIDE_POOLS,
     INVALID_NETWORK_CONFIG,
@@ -13,8 +20,7 @@ from cni_calico.errors import (
     UNKNOWN_POOL,
     CniError,
 )
-from cni_calico.pools import block_containing, candidate_blocks, node_seed, pool_containing, usable_pools
-from cni_calico.resources import IPPool, IPPoolSpec, Metadata
+from cni_calico.model.resources import IPPool, IPPoolSpec, Metadata
 
 IP = netaddr.IPAddress
 NET = netaddr.IPNetwork
@@ -278,7 +284,7 @@ def test_pools_default_to_calicos_uses_and_mode() -> None:
 
 
 def test_tunnel_addresses_come_from_ipip_pools_for_tunnels() -> None:
-    from cni_calico.node.ipip import ipip_pools
+    from cni_calico.node.routing.ipip import ipip_pools
 
     ipip = pool("ipip", "10.30.0.0/16", ipipMode="Always")
     workloads_only = pool("ipip-pods", "10.31.0.0/16", ipipMode="Always", allowedUses=["Workload"])

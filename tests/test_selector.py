@@ -1,4 +1,4 @@
-"""Calico's label selector language (cni_calico.selector)."""
+"""Calico's label selector language (cni_calico.model.selector)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from cni_calico.selector import SelectorError, matches, parse
+from cni_calico.model.selector import SelectorError, matches, parse
 
 EMPTY: dict[str, str] = {}
 WEB = {"role": "web", "zone": "us-east-1a", "calico/k8s_ns": "prod"}

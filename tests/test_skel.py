@@ -1,4 +1,4 @@
-"""The CNI dispatcher (cni_calico.skel), driven with dicts and in-memory streams.
+"""The CNI dispatcher (cni_calico.cni.skel), driven with dicts and in-memory streams.
 
 The handlers here are a small recording fake: the thing under test is the dispatcher.
 """
@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from cni_calico import skel
+from cni_calico.cni import skel
 from cni_calico.errors import CniError
 
 CONFIG = {"cniVersion": "1.0.0", "name": "k8s-pod-network", "type": "calico"}

@@ -1,4 +1,4 @@
-"""Strict Calico v3 models (cni_calico.v3): good documents round-trip, bad ones name the field."""
+"""Strict Calico v3 models (cni_calico.model.v3): good documents round-trip, bad ones name the field."""
 
 from __future__ import annotations
 
@@ -7,8 +7,14 @@ from typing import Any
 
 import pytest
 
-from cni_calico import v3
-from cni_calico.v3 import API_VERSION, ValidationFailure, default_types, to_stored, validate
+from cni_calico.model import v3
+from cni_calico.model.v3 import (
+    API_VERSION,
+    ValidationFailure,
+    default_types,
+    to_stored,
+    validate,
+)
 
 
 def res(kind: str, spec: Any = None, name: str = "x", **metadata: Any) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable, Iterator, TextIO
 
 import yaml
 
-from .. import v3
+from ..model import v3
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""`calicoctl ipam show | check | release | configure`: read the datastore, let ipam_audit judge, print.
+"""`calicoctl ipam show | check | release | configure`: read the datastore, let allocation.audit judge, print.
 
 The output follows Calico's calicoctl (show.go, check.go, release.go, configure.go). Where we
 add to it, the docstring of the command says so. User errors raise CtlError (one line, exit 1).
@@ -14,13 +14,15 @@ from typing import Sequence, TextIO, TypeVar
 import netaddr
 from pydantic import BaseModel, ValidationError
 
-from .. import __version__, ipam_audit, keys
-from ..tables import render_table
-from ..admin import set_ipam_config
-from ..block import AllocationBlock
+from .. import __version__
+from ..allocation import audit as ipam_audit
+from ..allocation.block import AllocationBlock
+from ..allocation.client import IpamClient, ReleaseOptions
+from ..allocation.config import set_ipam_config
 from ..datastore import Datastore, KeyValue
-from ..ipam_client import IpamClient, ReleaseOptions
-from ..resources import IPPool, Node, WorkloadEndpoint, node_key
+from ..model import keys
+from ..model.resources import IPPool, Node, WorkloadEndpoint, node_key
+from ..tables import render_table
 from .errors import CtlError
 
 M = TypeVar("M", bound=BaseModel)

@@ -15,7 +15,7 @@ from typing import Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from .. import v3
+from ..model import v3
 
 API_VERSION = "networking.k8s.io/v1"
 NAME_PREFIX = "knp.default."  # Calico's name for a converted policy: tier `default`

@@ -11,8 +11,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from .. import keys, v3
-from ..resources import DEFAULT_AS
+from ..model import keys, v3
+from ..model.resources import DEFAULT_AS
 from .gotext import go_text, join
 
 Row = dict[str, Any]

@@ -114,7 +114,8 @@ def parser() -> argparse.ArgumentParser:
 
 def _with_store(command: str) -> Callable[[argparse.Namespace, dict[str, str], TextIO], int]:
     def handler(args: argparse.Namespace, env: dict[str, str], out: TextIO) -> int:
-        from . import connection, ipam, resource_commands as rc
+        from . import connection, ipam
+        from . import resource_commands as rc
 
         with connection.open_store(connection.resolve(args.config, env)) as ds:
             if command == "get":

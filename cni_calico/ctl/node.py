@@ -41,8 +41,8 @@ def agent_pid(directory: Path) -> int | None:
 
 
 def status(args: argparse.Namespace, env: dict[str, str], out: TextIO) -> int:
-    from ..node.birdctl import BirdControl, BirdError
-    from ..node.status import format_status, peers_from_protocols
+    from ..node.routing.birdctl import BirdControl, BirdError
+    from ..node.routing.status import format_status, peers_from_protocols
 
     directory = run_dir(env)
     if agent_pid(directory) is None:

@@ -13,8 +13,8 @@ import sys
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from .. import v3
 from ..datastore import Datastore
+from ..model import v3
 from . import documents, output, semantics, store
 from .errors import CtlError
 from .kinds import Kind, TableContext, by_alias, by_kind

@@ -7,10 +7,10 @@ from typing import Any
 
 import netaddr
 
-from .. import keys
-from ..block import AllocationBlock
+from ..allocation.block import AllocationBlock
+from ..allocation.client import IpamClient, ReleaseOptions
 from ..datastore import Datastore
-from ..ipam_client import IpamClient, ReleaseOptions
+from ..model import keys
 from .kinds import by_kind
 from .store import Ref, field_error, list_all
 
@@ -57,7 +57,7 @@ def release_pool_blocks(ds: Datastore, pool: Row) -> tuple[int, int]:
 def clean_up_node(ds: Datastore, node: str) -> list[str]:
     """What Calico does when a node is deleted: its workload endpoints go, their addresses and the
     node's tunnel address are released, then its (now empty) blocks. Returns warnings."""
-    from ..node.ipip import handle_id as tunnel_handle
+    from ..node.routing.ipip import handle_id as tunnel_handle
 
     warnings = []
     client = IpamClient(ds, node)

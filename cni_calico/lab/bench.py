@@ -26,9 +26,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Sequence
 
-from .. import admin
 from ..datastore import EtcdDatastore
-from . import binaries
+from . import admin, binaries
 from .cluster import NETNS_DIR, Cluster, Host, sh
 from .etcd import PrivateEtcd
 
@@ -152,7 +151,7 @@ def measure_parallel(variants: list[Variant], host: Host, meter: CpuMeter, resul
 
 def ipam_worker(etcd: str, node: str, count: int) -> None:
     """One simulated node allocating `count` addresses in a row (a process of the cluster figure)."""
-    from ..ipam_client import IpamClient, Request
+    from ..allocation.client import IpamClient, Request
 
     with EtcdDatastore(etcd) as ds:
         client = IpamClient(ds, node)
@@ -216,7 +215,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "policy" not in args.skip:
         print(f"measuring the policy dataplane: {args.endpoints} endpoints x {args.policies} policies ...",
               file=sys.stderr, flush=True)
-        from .policy_bench import measure, report as policy_report
+        from .policy_bench import measure
+        from .policy_bench import report as policy_report
 
         print("\n" + policy_report(measure(args.endpoints, args.policies)))
     return 0

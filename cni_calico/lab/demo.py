@@ -18,10 +18,9 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-
-from .. import keys
-from ..block import AllocationBlock
+from ..allocation.block import AllocationBlock
 from ..datastore import EtcdDatastore
+from ..model import keys
 from .cluster import REPO, Cluster, Host, sh
 from .etcd import PrivateEtcd
 

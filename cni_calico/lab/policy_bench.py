@@ -19,12 +19,13 @@ import time
 import uuid
 from typing import Any
 
-from .. import v3
-from ..node.nft_apply import NftCommand, NftDataplane, NftLibrary
+from ..model import v3
+from ..node.policy.apply import NftCommand, NftDataplane, NftLibrary
+from ..node.policy.model import Endpoint, Policy, PolicyState
+from ..node.policy.render import render
+from ..node.policy.ruleset import counts
 from .cluster import NETNS_DIR
-from ..node.nft_render import iptables_equivalent, render
-from ..node.nft_ruleset import counts
-from ..node.policy_model import Endpoint, Policy, PolicyState
+from .iptables_estimate import iptables_equivalent
 
 NAMESPACES = 5
 

@@ -18,16 +18,17 @@ from typing import Any
 
 from ..datastore import Datastore, WatchLost
 from ..errors import CniError, DatastoreUnavailable
-from . import startup, view
-from .bird import BirdDaemon
-from .bird_config import render
-from .birdctl import BirdControl, BirdError
+from . import startup
 from .cache import WATCH_PREFIX, Cache, affects_routing
 from .config import AgentConfig
 from .health import HealthServer
 from .metrics import Registry
-from .policy_view import affects_policy
-from .status import peers_from_protocols
+from .policy.view import affects_policy
+from .routing import view
+from .routing.bird import BirdDaemon
+from .routing.bird_config import render
+from .routing.birdctl import BirdControl, BirdError
+from .routing.status import peers_from_protocols
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ class Agent:
         self._peers_checked = 0.0
         self.policy = None
         if config.policy_dataplane == "nftables":
-            from .nft_apply import NftDataplane, default_runner
+            from .policy.apply import NftDataplane, default_runner
 
             self.policy = NftDataplane(default_runner(config.nft_binary))
             log.info("policy dataplane: nftables, applied by %r", self.policy.runner)
@@ -119,7 +120,7 @@ class Agent:
         if ip.lower() != "autodetect":
             return startup.parse_ip(ip)
         from ..netns import Netns
-        from .autodetect import AutodetectError, choose
+        from .routing.autodetect import AutodetectError, choose
 
         with Netns(None) as here:
             interfaces = here.interface_addresses(4)
@@ -207,10 +208,10 @@ class Agent:
         """Render policy for this host from the cache; nft gets only what changed."""
         if self.policy is None:
             return
-        from .nft_apply import NftError
-        from .nft_render import render
-        from .nft_ruleset import counts
-        from .policy_view import policy_state
+        from .policy.apply import NftError
+        from .policy.render import render
+        from .policy.ruleset import counts
+        from .policy.view import policy_state
 
         started = time.monotonic()
         try:
@@ -263,7 +264,7 @@ class Agent:
         tmp.replace(path)
 
     def _sync_ipip(self) -> None:
-        from .ipip import TUNNEL_DEVICE, ensure_tunnel_address
+        from .routing.ipip import TUNNEL_DEVICE, ensure_tunnel_address
 
         me = view.nodes(self.cache).get(self.name)
         try:

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from .. import keys
 from ..datastore import KeyValue, WatchEvent
+from ..model import keys
 
 WATCH_PREFIX = "/calico/"
 IGNORED_PREFIXES = (keys.IPAM + "assignment/", keys.HANDLE_PREFIX)

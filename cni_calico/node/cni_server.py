@@ -20,7 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
-from .. import fastpath, logs, netns, skel
+from .. import logs, netns
+from ..cni import fastpath, skel
 from ..datastore import Datastore, EtcdSettings
 from ..errors import INTERNAL, CniError
 
@@ -85,10 +86,10 @@ class CniServer:
         self._handlers: dict[str, Callable[[], Any]] = {}
 
     def start(self) -> CniServer:
+        import importlib
+
         from ..ipam import IpamPlugin
         from ..plugin import CalicoPlugin
-
-        import importlib
 
         importlib.import_module("pyroute2")  # warm: the first call must not pay for this import
 

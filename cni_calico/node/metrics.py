@@ -5,7 +5,14 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollector, disable_created_metrics, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    ProcessCollector,
+    disable_created_metrics,
+    generate_latest,
+)
 
 Series = dict[tuple[tuple[str, str], ...], float]
 

@@ -16,10 +16,24 @@ from pathlib import Path
 
 import netaddr
 
-from .. import __version__, keys
+from .. import __version__
 from ..datastore import CONFLICT, Conflict, Datastore, retry_on_conflict
-from ..resources import (DEFAULT_POOL_NAME, ClusterInformation, ClusterInformationSpec, IPPool, IPPoolSpec,
-                         Metadata, Node, NodeBGPSpec, NodeSpec, cluster_information_key, node_key, pool_key, to_json)
+from ..model import keys
+from ..model.resources import (
+    DEFAULT_POOL_NAME,
+    ClusterInformation,
+    ClusterInformationSpec,
+    IPPool,
+    IPPoolSpec,
+    Metadata,
+    Node,
+    NodeBGPSpec,
+    NodeSpec,
+    cluster_information_key,
+    node_key,
+    pool_key,
+    to_json,
+)
 from .config import AgentConfig
 
 log = logging.getLogger(__name__)

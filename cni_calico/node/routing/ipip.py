@@ -12,10 +12,10 @@ from typing import Mapping
 
 import netaddr
 
-from ..datastore import Datastore, read_modify_write
-from ..ipam_client import IpamClient, Request
-from ..pools import selects_node
-from ..resources import IPPool, Node, node_key, to_json
+from ...allocation.client import IpamClient, Request
+from ...allocation.pools import selects_node
+from ...datastore import Datastore, read_modify_write
+from ...model.resources import IPPool, Node, node_key, to_json
 
 log = logging.getLogger(__name__)
 

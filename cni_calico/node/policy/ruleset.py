@@ -1,6 +1,6 @@
 """The policy table as a value, and its nft text. Pure.
 
-`Ruleset` is what `nft_render.render` produces: sets, verdict maps and chains, each rule as nft
+`Ruleset` is what `render.render` produces: sets, verdict maps and chains, each rule as nft
 syntax. `full_script` replaces the whole table in one `nft -f` transaction (whether or not it
 exists); `update_script` turns one Ruleset into another in one transaction touching only what
 changed; `counts` sizes it. Everything is sorted, so equal values give equal text.

@@ -1,8 +1,7 @@
 """Calico policy as one nftables table (`inet calico`). Pure.
 
-`render(state)` gives a comparable `Ruleset` (nft_ruleset turns it into `nft -f` input, whole or
-as the difference from the previous one); `iptables_equivalent` estimates what Calico's
-per-endpoint iptables chains would need for the same state. Everything is sorted, so equal
+`render(state)` gives a comparable `Ruleset` (`ruleset` turns it into `nft -f` input, whole or
+as the difference from the previous one). Everything is sorted, so equal
 states give equal rulesets.
 
 Layout (names of hashed objects are `<prefix>-<12 hex of sha256>`):
@@ -45,9 +44,8 @@ import re
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Union
 
-from ..v3 import EntityRule, ProfileSpec, Rule
-from .nft_ruleset import BaseHook, Chain, NftMap, NftSet, Ruleset, quoted_comment
-from .policy_model import (
+from ...model.v3 import EntityRule, ProfileSpec, Rule
+from .model import (
     EGRESS,
     ENDPOINT_TO_HOST_ACTIONS,
     INGRESS,
@@ -60,6 +58,7 @@ from .policy_model import (
     policy_label,
     rule_selectors,
 )
+from .ruleset import BaseHook, Chain, NftMap, NftSet, Ruleset, quoted_comment
 
 IFACE_PREFIX = "cali"
 MARK_ACCEPT = 0x10000
@@ -129,7 +128,7 @@ def _element(net: Network) -> str:
 _interface = functools.lru_cache(maxsize=65536)(ipaddress.ip_interface)
 
 
-def _host_addresses(endpoint: Endpoint) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+def host_addresses(endpoint: Endpoint) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
     return [_interface(a).ip for a in endpoint.addresses]
 
 
@@ -442,7 +441,7 @@ def local_endpoints(state: PolicyState) -> list[Endpoint]:
 def _fixed_sets(state: PolicyState, endpoints: list[Endpoint]) -> dict[str, NftSet]:
     sets = {}
     for v in (4, 6):
-        pairs = sorted((ep.iface, ip) for ep in endpoints for ip in _host_addresses(ep) if ip.version == v)
+        pairs = sorted((ep.iface, ip) for ep in endpoints for ip in host_addresses(ep) if ip.version == v)
         sets[f"wl-addrs{_suffix(v)}"] = NftSet(f"ifname . {_addr_type(v)}", (),
                                                tuple(f'"{i}" . {ip}' for i, ip in dict.fromkeys(pairs)),
                                                f"local workload addresses (IPv{v})")
@@ -486,48 +485,3 @@ def render(state: PolicyState) -> Ruleset:
     sets = {**_fixed_sets(state, endpoints), **book.sets}
     maps = {name: NftMap("ifname : verdict", tuple(sorted(elements.items()))) for name, elements in dispatch.items()}
     return Ruleset(dict(sorted(sets.items())), dict(sorted(maps.items())), dict(sorted(chains.items())))
-
-
-# ------------------------------------------------------------------ the iptables comparison
-
-def _iptables_rule_cost(rules: list[Rule] | None) -> int:
-    # Allow and Pass: set a mark bit, then return; Deny and Log: one rule
-    return sum(2 if r.action in ("Allow", "Pass") else 1 for r in rules or ())
-
-
-def iptables_equivalent(state: PolicyState) -> int:
-    """Rules Calico's per-endpoint iptables layout would need for `state` (an estimate).
-
-        F * ( sum over local endpoints e and directions d of
-                  4 + (2 + 2*P(e,d) if P(e,d) > 0 else 0) + 2*R(e)
-              + 2*E + 2
-              + sum over active policies p and directions d of cost(rules of p in d)
-              + sum over active profiles r and directions d of cost(rules of r in d) )
-
-    F: IP versions with a local endpoint address (at least 1; iptables and ip6tables are
-    separate tables); E: local endpoints; P(e,d): policies applying to e in d; R(e): e's
-    profiles. Per endpoint chain: conntrack accept, conntrack invalid drop, clear marks and the
-    final drop (4); per tier a start rule and an end-of-tier drop (2); a jump and an
-    accept-check per policy and per profile (2 each). Dispatch: one goto per endpoint and
-    direction plus a drop per dispatch chain. cost: 2 per Allow or Pass rule (set mark,
-    return), 1 per Deny or Log. Active: applying to at least one local endpoint."""
-    endpoints = local_endpoints(state)
-    selection = Selection(state)
-    families = {ip.version for ep in endpoints for ip in _host_addresses(ep)} or {4}
-    total = 2 * len(endpoints) + 2
-    active_policies: set[tuple[str, str]] = set()
-    active_profiles: set[str] = set()
-    for ep in endpoints:
-        for direction in (INGRESS, EGRESS):
-            policies = selection.applicable_policies(ep, direction)
-            total += 4 + (2 + 2 * len(policies) if policies else 0) + 2 * len(ep.profiles)
-            active_policies.update((policy_id(p), direction) for p in policies)
-        active_profiles.update(p for p in ep.profiles if p in state.profiles)
-    by_id = {policy_id(p): p for p in state.policies}
-    for pid, direction in active_policies:
-        spec = by_id[pid].spec
-        total += _iptables_rule_cost(spec.ingress if direction == INGRESS else spec.egress)
-    for name in active_profiles:
-        spec = state.profiles[name]
-        total += _iptables_rule_cost(spec.ingress) + _iptables_rule_cost(spec.egress)
-    return len(families) * total

@@ -13,10 +13,10 @@ from typing import TypeVar
 import netaddr
 from pydantic import BaseModel, ValidationError
 
-from .. import keys, selector
-from ..resources import DEFAULT_AS, BGPConfiguration, BGPPeer, IPPool, Node
+from ...model import keys, selector
+from ...model.resources import DEFAULT_AS, BGPConfiguration, BGPPeer, IPPool, Node
+from ..cache import Cache
 from .bird_config import PEER_GLOBAL, PEER_MESH, PEER_NODE, BirdInput, Peer, Pool
-from .cache import Cache
 
 log = logging.getLogger(__name__)
 

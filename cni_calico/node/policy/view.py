@@ -16,11 +16,11 @@ import logging
 
 from pydantic import ValidationError
 
-from .. import keys, v3
-from ..resources import WorkloadEndpoint
-from .cache import Cache
-from .policy_model import NAMESPACE_NAME_LABEL, Endpoint, Policy, PolicyState
-from .view import pools
+from ...model import keys, v3
+from ...model.resources import WorkloadEndpoint
+from ..cache import Cache
+from ..routing.view import pools
+from .model import NAMESPACE_NAME_LABEL, Endpoint, Policy, PolicyState
 
 log = logging.getLogger(__name__)
 

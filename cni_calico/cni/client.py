@@ -55,7 +55,7 @@ def exec_full_executable(name: str, stdin: bytes) -> None:
         os.environ[COMMAND_ENV] = name
         os.execv(full, [full, *sys.argv[1:]])
     except OSError as exc:
-        from .errors import INTERNAL
+        from ..errors import INTERNAL
 
         _finish(1, fastpath.error_reply(stdin, f"cannot run {full} (nobody serves the fast path): {exc.strerror}",
                                         INTERNAL))

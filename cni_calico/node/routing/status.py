@@ -12,7 +12,7 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
-from ..tables import render_table
+from ...tables import render_table
 from .bird_config import PROTOCOL_PREFIX
 from .birdctl import Protocol
 

@@ -16,8 +16,8 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import IO, Any, Callable, Mapping, Protocol
 
-from . import logs
-from .errors import (
+from .. import logs
+from ..errors import (
     DECODING_FAILURE,
     INCOMPATIBLE_VERSION,
     INTERNAL,
@@ -26,8 +26,8 @@ from .errors import (
     IO_FAILURE,
     CniError,
 )
-
-from .netns_path import NetnsPath, inspect as inspect_netns
+from .netns_path import NetnsPath
+from .netns_path import inspect as inspect_netns
 from .versions import LATEST_VERSION, SUPPORTED_VERSIONS, VERSION_REPLY  # noqa: F401 (re-exported)
 
 # Environment each command needs (CNI spec 1.1.0, "Parameters" per operation).

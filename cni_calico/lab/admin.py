@@ -1,4 +1,4 @@
-"""Pool and IPAM-config writes as library calls, for the lab, the demo and the tests.
+"""Pool writes as library calls, for the lab, the demo and the tests.
 
 Users manage the same resources with calicoctl; these are the programmatic shortcuts.
 """
@@ -9,9 +9,9 @@ from datetime import datetime, timezone
 
 from pydantic import ValidationError
 
-from . import keys, selector
-from .datastore import Datastore, read_modify_write
-from .resources import IPAMConfig, IPPool, IPPoolSpec, Metadata, pool_key, to_json
+from ..datastore import Datastore
+from ..model import keys, selector
+from ..model.resources import IPPool, IPPoolSpec, Metadata, pool_key, to_json
 
 
 class AdminError(Exception):
@@ -40,15 +40,6 @@ def delete_pool(ds: Datastore, name: str) -> None:
     kv = ds.get(pool_key(name))
     if kv is None or not ds.delete(kv.key, kv.mod_revision):
         raise AdminError(f"pool {name!r} does not exist")
-
-
-def set_ipam_config(ds: Datastore, **changes: object) -> IPAMConfig:
-    def change(current: str | None) -> str:
-        config = IPAMConfig.model_validate_json(current) if current else IPAMConfig()
-        return IPAMConfig.model_validate({**config.model_dump(), **changes}).to_json()
-
-    written = read_modify_write(ds, keys.IPAM_CONFIG, change, "writing the IPAM configuration")
-    return IPAMConfig.model_validate_json(written or "{}")
 
 
 def _first_error(exc: Exception) -> str:

@@ -1,6 +1,6 @@
 """What the policy dataplane is computed from, and Calico's rules for which policy applies where.
 
-Pure: the agent builds a `PolicyState` from etcd; `nft_render` turns it into nftables. The
+Pure: the agent builds a `PolicyState` from etcd; `render` turns it into nftables. The
 selection semantics follow Calico (libcalico-go's v3 -> v1 policy conversion, felix's policy
 sorter and endpoint chains):
 
@@ -21,8 +21,13 @@ import re
 from dataclasses import dataclass, field
 from typing import Mapping, Union
 
-from .. import selector as _selector
-from ..v3 import EntityRule, GlobalNetworkPolicySpec, NetworkPolicySpec, ProfileSpec
+from ...model import selector as _selector
+from ...model.v3 import (
+    EntityRule,
+    GlobalNetworkPolicySpec,
+    NetworkPolicySpec,
+    ProfileSpec,
+)
 
 INGRESS = "Ingress"  # traffic to the workload
 EGRESS = "Egress"  # traffic from the workload

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import netaddr
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .errors import DECODING_FAILURE, INVALID_NETWORK_CONFIG, CniError
+from ..errors import DECODING_FAILURE, INVALID_NETWORK_CONFIG, CniError
 from .skel import version_tuple
 
 DEFAULT_NODENAME_FILE = "/var/lib/calico/nodename"

@@ -20,9 +20,9 @@ from typing import Any, Iterable, Literal, Mapping, Sequence
 import netaddr
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
+from ..model.resources import IPPool, Node, WorkloadEndpoint
+from ..node.routing.ipip import handle_id as tunnel_handle
 from .block import AllocationBlock
-from .node.ipip import handle_id as tunnel_handle
-from .resources import IPPool, Node, WorkloadEndpoint
 
 REPORT_KIND = "IPAMCheckReport"
 REPORT_FORMAT_VERSION = 1

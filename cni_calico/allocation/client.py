@@ -16,11 +16,20 @@ from typing import Callable, Iterable, Sequence, TypeVar
 
 import netaddr
 
-from . import keys, pools
+from ..datastore import (
+    CONFLICT,
+    MAX_ATTEMPTS,
+    Conflict,
+    Datastore,
+    KeyValue,
+    Prefetched,
+    retry_on_conflict,
+)
+from ..errors import ADDRESS_TAKEN, POOL_EXHAUSTED, CniError
+from ..model import keys
+from ..model.resources import IPAMConfig, IPPool, Node
+from . import pools
 from .block import AddressInUse, AllocationBlock
-from .datastore import CONFLICT, MAX_ATTEMPTS, Conflict, Datastore, KeyValue, Prefetched, retry_on_conflict
-from .errors import ADDRESS_TAKEN, POOL_EXHAUSTED, CniError
-from .resources import IPAMConfig, IPPool, Node
 
 log = logging.getLogger(__name__)
 

@@ -8,9 +8,15 @@ from typing import Iterator, Mapping, Sequence
 
 import netaddr
 
-from . import selector
-from .errors import ADDRESS_OUTSIDE_POOLS, INVALID_NETWORK_CONFIG, NO_POOLS, UNKNOWN_POOL, CniError
-from .resources import IPPool
+from ..errors import (
+    ADDRESS_OUTSIDE_POOLS,
+    INVALID_NETWORK_CONFIG,
+    NO_POOLS,
+    UNKNOWN_POOL,
+    CniError,
+)
+from ..model import selector
+from ..model.resources import IPPool
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Applies rendered policy to the kernel: the side-effect half of nft_render.
+"""Applies rendered policy to the kernel: the side-effect half of `render`.
 
 Scripts go to nftables' library in-process (libnftables, see that module) or, where it cannot be
 loaded or another nft program is configured, to `nft -f -`; both take the same scripts.
@@ -16,7 +16,7 @@ import subprocess
 from typing import Protocol, Sequence
 
 from .libnftables import LibraryUnavailable, NftError, NftLibrary, refusal
-from .nft_ruleset import FAMILY, TABLE, Ruleset, full_script, update_script
+from .ruleset import FAMILY, TABLE, Ruleset, full_script, update_script
 
 log = logging.getLogger(__name__)
 

@@ -13,9 +13,8 @@ which could race the first.
 
 from __future__ import annotations
 
-import os
-
 import _socket
+import os
 
 DEFAULT_SOCKET = "/var/run/calico/cni.sock"
 DEFAULT_TIMEOUT = 60.0
@@ -150,7 +149,10 @@ def error_reply(stdin: bytes, msg: str, code: int | None = None) -> str:
     as skel answers errors."""
     import json
 
-    from .errors import TRY_AGAIN_LATER, CniError  # standard library only, like this module
+    from ..errors import (  # standard library only, like this module
+        TRY_AGAIN_LATER,
+        CniError,
+    )
     from .versions import LATEST_VERSION, SUPPORTED_VERSIONS
 
     version = str(_config(stdin).get("cniVersion") or "0.1.0")

@@ -18,7 +18,14 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any, ClassVar, Literal, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from . import selector as _selector
 
@@ -830,7 +837,7 @@ class WorkloadEndpointPort(_Strict):
 
 
 class WorkloadEndpointSpec(_Strict):
-    """The fields our CNI plugin writes are required (cni_calico/resources.py); Calico's rules."""
+    """The fields our CNI plugin writes are required (cni_calico/model/resources.py); Calico's rules."""
 
     orchestrator: Name
     workload: OptName | None = None

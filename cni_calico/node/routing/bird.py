@@ -20,7 +20,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from ..procs import running
+from ...procs import running
 from .birdctl import BirdControl, BirdError
 
 START_TIMEOUT = 10.0  # BIRD answers on its socket within milliseconds unless something is wrong

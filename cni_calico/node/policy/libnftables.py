@@ -12,7 +12,7 @@ import ctypes
 import threading
 from typing import Any
 
-from .. import netns
+from ... import netns
 
 # The system's library, found by its soname at run time (not bundled: it must match the
 # kernel-facing libraries the nftables package installs beside it).

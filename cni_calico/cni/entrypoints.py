@@ -9,7 +9,7 @@ import sys
 
 
 def _plugin(name: str, load) -> None:  # type: ignore[no-untyped-def]
-    from .cni_client import serve
+    from .client import serve
 
     def standalone(stdin: bytes) -> None:
         from .skel import main
@@ -20,13 +20,13 @@ def _plugin(name: str, load) -> None:  # type: ignore[no-untyped-def]
 
 
 def _load_ipam():  # type: ignore[no-untyped-def]
-    from .ipam import IpamPlugin
+    from ..ipam import IpamPlugin
 
     return IpamPlugin()
 
 
 def _load_calico():  # type: ignore[no-untyped-def]
-    from .plugin import CalicoPlugin
+    from ..plugin import CalicoPlugin
 
     return CalicoPlugin()
 
@@ -41,7 +41,7 @@ def calico() -> None:
 
 def multicall() -> None:
     """One frozen bundle, several commands: the name it was run by picks the command."""
-    from .cni_client import COMMAND_ENV
+    from .client import COMMAND_ENV
 
     handed = os.environ.pop(COMMAND_ENV, None)  # not inherited by anything this call runs
     if handed in ("calico", "calico-ipam"):  # from the client executable: nobody serves this call
@@ -55,11 +55,11 @@ def multicall() -> None:
     elif name == "calico-ipam":
         calico_ipam()
     elif name == "calicoctl":
-        from .ctl.main import main as ctl_main
+        from ..ctl.main import main as ctl_main
 
         ctl_main()
     elif name == "calico-node":
-        from .node.main import main as node_main
+        from ..node.main import main as node_main
 
         node_main()
     else:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .resources import API_VERSION, Profile, to_json
+from ..model.resources import API_VERSION, Profile, to_json
 
 
 class InvalidProfile(ValueError):
@@ -51,7 +51,9 @@ def _parsed(text: str) -> Any:
 
 
 def _check(document: str) -> None:
-    from . import v3  # only when a profile is to be written: a network's first ADD, not every ADD
+    from ..model import (
+        v3,  # only when a profile is to be written: a network's first ADD, not every ADD
+    )
 
     try:
         v3.validate(json.loads(document))
