@@ -4,15 +4,8 @@
 from __future__ import annotations
 
 from ..model.v3 import Rule
-from ..node.policy.model import (
-    EGRESS,
-    INGRESS,
-    PolicyState,
-    Selection,
-    local_endpoints,
-    policy_id,
-)
-from ..node.policy.render import host_addresses
+from ..node.policy.model import EGRESS, INGRESS, PolicyState, Selection, policy_id
+from ..node.policy.render import host_addresses, local_endpoints
 
 
 def _iptables_rule_cost(rules: list[Rule] | None) -> int:
