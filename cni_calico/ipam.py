@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import logging
 from contextlib import contextmanager
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import netaddr
 
-from .allocation.client import IpamClient, Request
+from .allocation.client import IpamClient, Request, assignment_reads
 from .cni.identity import Workload, determine_nodename, handle_id
 from .cni.locks import host_lock
 from .cni.skel import CmdArgs
@@ -74,6 +74,7 @@ class IpamPlugin:
 
     def add(self, args: CmdArgs) -> dict[str, Any]:
         with self._session(args) as (conf, client):
+            client.ds = Prefetched(client.ds, *first_reads(conf, args.container_id, client.node))
             return assign(conf, client, args).encode(conf.cniVersion)
 
     # ------------------------------------------------------------ DEL
@@ -113,18 +114,22 @@ class IpamPlugin:
             collect(conf, client, valid)
 
 
-def assign(conf: NetConf, client: IpamClient, args: CmdArgs, also_read: Iterable[str] = ()) -> Result:
-    """Addresses for one attachment; a repeated ADD returns what the handle already holds.
-    `also_read`: keys the caller reads next, fetched with IPAM's first reads (then from client.ds)."""
+def first_reads(conf: NetConf, container_id: str, node: str) -> tuple[list[str], list[str]]:
+    """What an assignment for this container reads first (keys, prefixes), for the caller to batch
+    into one round trip with its own (see Prefetched)."""
+    versions = [v for v, wants in ((4, conf.ipam.wants_ipv4()), (6, conf.ipam.wants_ipv6())) if wants]
+    return assignment_reads(handle_id(conf.name, container_id), node, versions)
+
+
+def assign(conf: NetConf, client: IpamClient, args: CmdArgs) -> Result:
+    """Addresses for one attachment; a repeated ADD returns what the handle already holds. The
+    client's store is best a Prefetched one holding `first_reads` (read under IPAM's lock)."""
     handle = handle_id(conf.name, args.container_id)
     workload = Workload.from_cni_args(args.container_id, args.args)
     wanted = requested_addresses(args.args)
     if not wanted and not conf.ipam.wants_ipv4() and not conf.ipam.wants_ipv6():
         raise CniError(INVALID_NETWORK_CONFIG, "ipam: assign_ipv4 and assign_ipv6 are both false")
     with host_lock(conf.ipam_lock_file):
-        client.prefetch_assignment_reads(handle, [v for v, wants in ((4, conf.ipam.wants_ipv4()),
-                                                                     (6, conf.ipam.wants_ipv6())) if wants],
-                                         also_read)
         held = client.addresses_of(handle)
         if held:
             log.info("handle %s already holds %s; returning them", handle, ", ".join(map(str, held)))

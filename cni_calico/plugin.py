@@ -1,12 +1,11 @@
 """calico: the CNI plugin that wires a workload into its host, Calico's way.
 
-ADD: addresses from IPAM (calico-ipam in process, any other IPAM plugin by exec), a veth pair
-(`cali...` on the host with MAC ee:ee:ee:ee:ee:ee, proxy ARP and a /32 route; CNI_IFNAME in the
-container with /32 addresses and a default route via 169.254.1.1), then the WorkloadEndpoint in
-etcd. IPAM's etcd work overlaps the making of the veth pair, and the endpoint's write overlaps the
-addresses and routes going in (threads; the calling one keeps all the netlink work). Every side
-effect pushes its inverse on an undo stack, unwound if a later step fails; the unwinding first
-waits for work still in flight.
+ADD: addresses from IPAM (calico-ipam in process, any other IPAM plugin by exec), a veth pair and
+its configuration (the dataplane, `cni.dataplane`), then the WorkloadEndpoint in etcd. IPAM's etcd
+work overlaps the making of the veth pair, and the endpoint's write overlaps the addresses and
+routes going in (futures; all netlink stays on the calling thread). Every side effect pushes its
+inverse on an undo stack, from the calling thread, unwound if a later step fails; the undo of work
+in flight first waits for it.
 """
 
 from __future__ import annotations
@@ -15,17 +14,18 @@ import json
 import logging
 import os
 import subprocess
-import threading
-import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Iterator, TypeVar
 
 import netaddr
 
 from . import ipam as calico_ipam
-from . import logs, netns
+from . import logs
 from .allocation.client import IpamClient
+from .cni.dataplane import HOST_MAC, LinuxDataplane, Wiring, host_route
 from .cni.identity import (
     Workload,
     determine_nodename,
@@ -67,18 +67,10 @@ from .model.resources import (
     to_json,
     workload_endpoint_key,
 )
-from .netns import LinkExists, Netns
 
 log = logging.getLogger(__name__)
 
-HOST_MAC = "ee:ee:ee:ee:ee:ee"
-GATEWAY_V4 = "169.254.1.1"
-GATEWAY_V6 = "fe80::ecee:eeff:feee:eeee"
-
-# Hooks for fault-injection tests (never set in production): the step of ADD at which to fail,
-# or `<step>:<marker file>` at which to create the marker and hang until killed.
-FAIL_AT_ENV = "CNI_CALICO_TEST_FAIL_AT"
-HANG_AT_ENV = "CNI_CALICO_TEST_HANG_AT"
+T = TypeVar("T")
 
 
 @dataclass
@@ -106,10 +98,25 @@ class Attachment:
     def uses_calico_ipam(self) -> bool:
         return self.conf.ipam.type in ("calico-ipam", "")
 
+    @property
+    def handle(self) -> str:
+        return calico_ipam.handle_id(self.conf.name, self.args.container_id)
+
 
 class CalicoPlugin:
-    def __init__(self, datastore_factory: calico_ipam.DatastoreFactory = calico_ipam.datastore_from_conf) -> None:
+    """The handlers. The datastore and the dataplane are seams: calico-node lends pooled etcd
+    connections, and tests drive the handlers in process with an in-memory store, a throwaway
+    host namespace, or a dataplane that fails or hangs."""
+
+    def __init__(self, datastore_factory: calico_ipam.DatastoreFactory = calico_ipam.datastore_from_conf,
+                 dataplane: LinuxDataplane | None = None) -> None:
         self.datastore_factory = datastore_factory
+        self.dataplane = dataplane or LinuxDataplane()
+        # The etcd work that overlaps an ADD's or DEL's netlink work (threads made as needed).
+        self._background = ThreadPoolExecutor(max_workers=32, thread_name_prefix="cni-background")
+
+    def _in_background(self, work: Callable[[], T]) -> Future[T]:
+        return self._background.submit(logs.in_this_call(work))  # its log lines name the call too
 
     @contextmanager
     def _session(self, args: CmdArgs) -> Iterator[tuple[Attachment, Datastore]]:
@@ -124,15 +131,20 @@ class CalicoPlugin:
     # ------------------------------------------------------------ ADD
 
     def add(self, args: CmdArgs) -> dict[str, Any]:
-        # The undo stack unwinds while the netlink sockets its steps use are still open.
-        with self._session(args) as (att, ds), netns.host() as host, Netns(args.netns) as container:
-            if container.link(args.ifname) is not None:
-                existing = self._existing_attachment(att, ds, host, container)
+        with self._session(args) as (att, ds), \
+                self.dataplane.wiring(args.netns, att.host_ifname, args.ifname) as wiring:
+            # The first round trip reads what IPAM reads first and the endpoint's and profile's
+            # keys, all at once (at IPAM's first read, under its lock).
+            reads, prefixes = calico_ipam.first_reads(att.conf, args.container_id, att.node) \
+                if att.uses_calico_ipam else ([], [])
+            ds = Prefetched(ds, [*reads, att.endpoint_key, profile_key(_endpoint_profile(att))], prefixes)
+            if wiring.exists():
+                existing = self._existing_attachment(att, ds, wiring)
                 if existing is not None:
                     return existing.encode(att.conf.cniVersion)
-            undo = UndoStack()
+            undo = UndoStack()  # unwound while the sockets its steps use are still open
             try:
-                result = self._add(att, ds, host, container, undo)
+                result = self._add(att, ds, wiring, undo)
             except BaseException:
                 failed = undo.unwind()
                 if failed:
@@ -140,51 +152,41 @@ class CalicoPlugin:
                 raise
             return result.encode(att.conf.cniVersion)
 
-    def _add(self, att: Attachment, ds: Datastore, host: Netns, container: Netns, undo: UndoStack) -> Result:
-        fail_at = att.args.env.get(FAIL_AT_ENV, "")
-        hang_at, _, marker = att.args.env.get(HANG_AT_ENV, "").partition(":")
-
-        def step(name: str) -> None:
-            if fail_at == name:
-                raise CniError(DATAPLANE_FAILURE, f"injected failure at {name}")
-            if hang_at == name:
-                open(marker, "w").close()
-                time.sleep(600)
-
-        step("ipam")
-        # IPAM talks to etcd on a thread while this one builds the veth pair, which needs no
-        # address. On a failure the undo waits for IPAM first: what it took is then on the stack
-        # (IPAM pushes its own undo when it finishes) and is released too.
-        ipam = _Background(lambda: self._ipam_add(att, ds, undo))
-        undo.push("IPAM in flight", ipam.settle)
-        step("wire")
-        try:
-            host.create_veth(att.host_ifname, att.args.ifname, container, att.conf.mtu, HOST_MAC)
-        except LinkExists:  # left by an attachment that was never deleted: the name is ours
-            host.delete_link(att.host_ifname)
-            log.warning("replaced a stale host interface %s", att.host_ifname)
-            host.create_veth(att.host_ifname, att.args.ifname, container, att.conf.mtu, HOST_MAC)
-        undo.push(f"host veth {att.host_ifname}", lambda: host.delete_link(att.host_ifname))
-        host_link = _must(host.link(att.host_ifname), att.host_ifname)
-        container_link = _must(container.link(att.args.ifname), att.args.ifname)
-        addresses, ds = ipam.result()  # ds: now serving the endpoint's keys, read with IPAM's
-        step("veth")
+    def _add(self, att: Attachment, ds: Datastore, wiring: Wiring, undo: UndoStack) -> Result:
+        # IPAM talks to etcd while this thread makes the veth pair, which needs no address; its
+        # undo, pushed now, waits for it and releases what it took.
+        ipam = self._in_background(lambda: self._ipam_add(att, ds))
+        undo.push("IPAM", lambda: self._release_after(ipam, att, ds))
+        undo.push(f"host veth {att.host_ifname}", wiring.remove)  # first: creating may fail half way
+        pair = wiring.create(att.conf.mtu)
+        addresses = ipam.result()
         # Everything the endpoint says is known now: it is written while the addresses and
-        # routes go in (same undo pattern as IPAM's).
-        endpoint = _Background(lambda: self._write_endpoint(att, ds, undo, container_link.mac, addresses))
-        undo.push("endpoint write in flight", endpoint.settle)
-        step("sysctl")
-        self._configure_host_side(host, att.host_ifname, addresses)
-        self._configure_container_side(container, container_link.index, att, addresses)
-        step("route")
-        for address in addresses:  # removed with the veth by the undo above
-            host.add_route(_host_route(address), host_link.index)
-        step("endpoint")
+        # routes go in.
+        endpoint = self._in_background(lambda: self._write_endpoint(att, ds, pair.container_mac, addresses))
+        undo.push(f"endpoint {att.endpoint_name}", lambda: _forget_after(endpoint, ds, att.endpoint_key))
+        wiring.configure(pair, addresses, att.conf.container_settings.allow_ip_forwarding)
         endpoint.result()
-        step("done")
-        return _result(att, host_link.name, container_link.mac, addresses)
+        return _result(att, att.host_ifname, pair.container_mac, addresses)
 
-    def _existing_attachment(self, att: Attachment, ds: Datastore, host: Netns, container: Netns) -> Result | None:
+    def _ipam_add(self, att: Attachment, ds: Datastore) -> list[netaddr.IPNetwork]:
+        if att.uses_calico_ipam:
+            result = calico_ipam.assign(att.conf, IpamClient(ds, att.node), att.args)
+        else:
+            result = Result.decode(delegate(att.conf.ipam.type, "ADD", att.args))
+        if not result.ips:
+            raise CniError(DELEGATE_FAILURE, f"IPAM {att.conf.ipam.type} returned no address")
+        return [netaddr.IPNetwork(ip.address) for ip in result.ips]
+
+    def _release_after(self, ipam: Future[list[netaddr.IPNetwork]], att: Attachment, ds: Datastore) -> None:
+        """Undo IPAM once it has finished, whatever it did (a failed assignment already released
+        its part; releasing again is harmless)."""
+        _settle(ipam)
+        if att.uses_calico_ipam:
+            IpamClient(ds, att.node).release_handle(att.handle)
+        else:
+            delegate(att.conf.ipam.type, "DEL", att.args)
+
+    def _existing_attachment(self, att: Attachment, ds: Datastore, wiring: Wiring) -> Result | None:
         """ADD again for an attachment that exists (a runtime retrying, or two ADDs for one
         container, which take turns on the attachment lock): the same answer when its networking
         checks out; None once a broken one is torn down, to be made again with the addresses it
@@ -194,17 +196,14 @@ class CalicoPlugin:
             raise CniError(DATAPLANE_FAILURE, f"interface {att.args.ifname} already exists in {att.args.netns}",
                            "no attachment of this container holds it; DEL the old attachment first")
         try:
-            _check_container(container, att.args.ifname, addresses)
-            _check_host(host, att.host_ifname, addresses)
+            wiring.check(addresses)
             _check_endpoint(ds, att, addresses)
         except CniError as broken:
             log.warning("repeated ADD: %s; making the attachment again", broken.msg)
-            container.delete_link(att.args.ifname)
-            host.delete_link(att.host_ifname)
+            wiring.remove_both_ends()
             return None
         log.info("repeated ADD: the attachment is in place; returning it as it is")
-        link = _must(container.link(att.args.ifname), att.args.ifname)
-        return _result(att, att.host_ifname, link.mac, addresses)
+        return _result(att, att.host_ifname, wiring.container_mac(), addresses)
 
     def _attachment_addresses(self, att: Attachment, ds: Datastore) -> list[netaddr.IPNetwork]:
         """What this container's attachment holds: its endpoint's addresses, else (an ADD that
@@ -215,60 +214,14 @@ class CalicoPlugin:
             if spec.containerID == att.args.container_id and spec.endpoint == att.args.ifname:
                 return [netaddr.IPNetwork(n) for n in spec.ipNetworks]
         if att.uses_calico_ipam:
-            return IpamClient(ds, att.node).addresses_of(calico_ipam.handle_id(att.conf.name, att.args.container_id))
+            return IpamClient(ds, att.node).addresses_of(att.handle)
         return []
 
-    def _ipam_add(self, att: Attachment, ds: Datastore,
-                  undo: UndoStack) -> tuple[list[netaddr.IPNetwork], Datastore]:
-        """The attachment's addresses, and the store to go on with: with calico-ipam, one that
-        already holds the endpoint and profile keys (read in IPAM's first round trip)."""
-        if att.uses_calico_ipam:
-            client = IpamClient(ds, att.node)
-            result = calico_ipam.assign(att.conf, client, att.args,
-                                        also_read=[att.endpoint_key, profile_key(_endpoint_profile(att))])
-            ds = client.ds
-            handle = f"{att.conf.name}.{att.args.container_id}"
-            undo.push(f"IPAM handle {handle}", lambda: client.release_handle(handle))
-        else:
-            result = Result.decode(delegate(att.conf.ipam.type, "ADD", att.args))
-            undo.push(f"IPAM plugin {att.conf.ipam.type}", lambda: delegate(att.conf.ipam.type, "DEL", att.args))
-        if not result.ips:
-            raise CniError(DELEGATE_FAILURE, f"IPAM {att.conf.ipam.type} returned no address")
-        return [netaddr.IPNetwork(ip.address) for ip in result.ips], ds
-
-    @staticmethod
-    def _configure_host_side(host: Netns, ifname: str, addresses: list[netaddr.IPNetwork]) -> None:
-        for key, value in (("proxy_arp", "1"), ("forwarding", "1"), ("route_localnet", "1")):
-            host.write_sysctl(f"net/ipv4/conf/{ifname}/{key}", value)
-        host.write_sysctl(f"net/ipv4/neigh/{ifname}/proxy_delay", "0")
-        if any(a.version == 6 for a in addresses):
-            for key, value in (("proxy_ndp", "1"), ("accept_ra", "0"), ("forwarding", "1")):
-                host.write_sysctl(f"net/ipv6/conf/{ifname}/{key}", value)
-
-    @staticmethod
-    def _configure_container_side(container: Netns, index: int, att: Attachment,
-                                  addresses: list[netaddr.IPNetwork]) -> None:
-        has_v6 = any(a.version == 6 for a in addresses)
-        if has_v6:  # no duplicate address detection: the address would sit "tentative" for a second
-            container.write_sysctl(f"net/ipv6/conf/{att.args.ifname}/accept_dad", "0")
-        container.set_up(index)
-        for address in addresses:
-            container.add_address(index, _host_route(address))
-        if any(a.version == 4 for a in addresses):
-            container.add_route(netaddr.IPNetwork(f"{GATEWAY_V4}/32"), index)
-            container.add_route(netaddr.IPNetwork("0.0.0.0/0"), index, gateway=GATEWAY_V4)
-        if has_v6:
-            container.add_route(netaddr.IPNetwork("::/0"), index, gateway=GATEWAY_V6)
-        forwarding = "1" if att.conf.container_settings.allow_ip_forwarding else "0"
-        container.write_sysctl("net/ipv4/ip_forward", forwarding)
-
-    def _write_endpoint(self, att: Attachment, ds: Datastore, undo: UndoStack, mac: str,
-                        addresses: list[netaddr.IPNetwork]) -> None:
+    def _write_endpoint(self, att: Attachment, ds: Datastore, mac: str, addresses: list[netaddr.IPNetwork]) -> None:
         profile = _endpoint_profile(att)
         namespace = endpoint_namespace(att.workload)
-        name = att.endpoint_name
         wep = WorkloadEndpoint(
-            metadata=Metadata(name=name, namespace=namespace, labels={
+            metadata=Metadata(name=att.endpoint_name, namespace=namespace, labels={
                 **att.conf.labels(),  # Calico's own labels below always win
                 "projectcalico.org/namespace": namespace,
                 "projectcalico.org/orchestrator": att.workload.orchestrator,
@@ -277,9 +230,8 @@ class CalicoPlugin:
                 orchestrator=att.workload.orchestrator, workload=att.workload.pod or att.args.container_id,
                 pod=att.workload.pod, node=att.node, containerID=att.args.container_id,
                 endpoint=att.args.ifname, interfaceName=att.host_ifname, mac=mac,
-                ipNetworks=[str(_host_route(a)) for a in addresses], profiles=[profile]))
+                ipNetworks=[str(host_route(a)) for a in addresses], profiles=[profile]))
         _write_with_profile(ds, att.endpoint_key, to_json(wep), _profile_resource(att))
-        undo.push(f"endpoint {name}", lambda: _delete_key(ds, att.endpoint_key))
 
     # ------------------------------------------------------------ DEL
 
@@ -288,14 +240,15 @@ class CalicoPlugin:
             # Removing the container's end takes the pair and the host route with it, and is safe
             # whatever else happened: that namespace is this container's. The kernel's ~20 ms for
             # it overlap the datastore work.
-            container_side = _Background(lambda: _delete_container_side(args.netns, args.ifname))
+            container_side = self._in_background(
+                lambda: self.dataplane.remove_container_end(args.netns, args.ifname))
             try:
                 stale = self._release_and_forget(att, ds)
             except BaseException:
-                container_side.settle()  # the datastore failure is the one to report
+                _settle(container_side)  # the datastore failure is the one to report
                 raise
             if not container_side.result() and not stale:
-                _delete_host_veth(att.host_ifname)  # the namespace is gone: the host end by its name
+                self.dataplane.remove_host_end(att.host_ifname)  # the namespace is gone: by its name
 
     def _release_and_forget(self, att: Attachment, ds: Datastore) -> bool:
         """Release this container's addresses and delete its endpoint; True when the endpoint
@@ -330,9 +283,8 @@ class CalicoPlugin:
                 calico_ipam.check(att.conf, IpamClient(ds, att.node), args.container_id)
             else:
                 delegate(att.conf.ipam.type, "CHECK", args)
-            with netns.host() as host, Netns(args.netns) as container:
-                _check_container(container, args.ifname, addresses)
-                _check_host(host, att.host_ifname, addresses)
+            with self.dataplane.wiring(args.netns, att.host_ifname, args.ifname) as wiring:
+                wiring.check(addresses)
             _check_endpoint(ds, att, addresses)
 
     # ------------------------------------------------------------ STATUS, GC
@@ -361,12 +313,6 @@ class CalicoPlugin:
 # ---------------------------------------------------------------- helpers
 
 
-def _must(link: Any, name: str) -> Any:
-    if link is None:
-        raise CniError(DATAPLANE_FAILURE, f"interface {name} vanished while being configured")
-    return link
-
-
 def _endpoint_profile(att: Attachment) -> str:
     """A pod's namespace profile (`kns.<namespace>`), else the network's (named after it)."""
     return f"kns.{att.workload.namespace}" if att.workload.pod else att.conf.name
@@ -379,62 +325,9 @@ def _profile_resource(att: Attachment) -> Profile:
     return allow_all_profile(name) if att.workload.pod else network_profile(name)
 
 
-def _host_route(address: netaddr.IPNetwork) -> netaddr.IPNetwork:
-    """The workload's address narrowed to a host route: /32 or /128."""
-    return netaddr.IPNetwork(f"{address.ip}/{32 if address.version == 4 else 128}")
-
-
 def _endpoint_container(kv: KeyValue | None) -> str:
     """The container ID an endpoint record names ("" when there is none)."""
     return WorkloadEndpoint.model_validate_json(kv.value).spec.containerID or "" if kv else ""
-
-
-def _delete_container_side(netns_path: str, ifname: str) -> bool:
-    """Delete `ifname` inside the container's namespace; False when the namespace or it is gone."""
-    if not netns_path or not os.path.exists(netns_path):
-        return False
-    try:
-        with Netns(netns_path) as container:
-            return container.delete_link(ifname)
-    except CniError as exc:  # it went away meanwhile: as good as gone
-        log.info("container side %s in %s: %s", ifname, netns_path, exc.msg)
-        return False
-
-
-def _delete_host_veth(name: str) -> bool:
-    with netns.host() as host:
-        return host.delete_link(name)  # takes the container side and /32 route with it
-
-
-class _Background:
-    """Run one call on a thread; result() waits and returns its value or raises its exception."""
-
-    def __init__(self, call: Any) -> None:
-        self._value: Any = None
-        self._error: BaseException | None = None
-        self._taken = False  # result() has handed the outcome to the caller
-        self._thread = threading.Thread(target=logs.in_this_call(self._run), args=(call,), daemon=True)
-        self._thread.start()
-
-    def _run(self, call: Any) -> None:
-        try:
-            self._value = call()
-        except BaseException as exc:  # handed to the caller by result()
-            self._error = exc
-
-    def result(self) -> Any:
-        self._thread.join()
-        self._taken = True
-        if self._error is not None:
-            raise self._error
-        return self._value
-
-    def settle(self) -> None:
-        """Wait for the call; a failure nobody took with result() is logged (another failure is
-        the one being reported)."""
-        self._thread.join()
-        if self._error is not None and not self._taken:
-            log.warning("also failed: %s", self._error)
 
 
 def _write_with_profile(ds: Datastore, key: str, endpoint: str, profile: Profile) -> None:
@@ -464,9 +357,18 @@ def _write_with_profile(ds: Datastore, key: str, endpoint: str, profile: Profile
     raise CniError(TRY_AGAIN_LATER, f"endpoint {key.rsplit('/', 1)[1]} changed while being written; retry")
 
 
-def _delete_key(ds: Datastore, key: str) -> None:
-    """Gone whatever it holds, and fine if already gone: one unconditional delete."""
-    ds.txn({}, delete=[key])
+def _settle(work: Future[Any]) -> None:
+    """Wait for work in flight; its failure, if any, is logged (another failure is being reported)."""
+    error = work.exception()
+    if error is not None:
+        log.warning("also failed: %s", error)
+
+
+def _forget_after(endpoint: Future[None], ds: Datastore, key: str) -> None:
+    """Undo the endpoint's write once it has finished, if it was written (one that lost to
+    another writer is not ours to delete)."""
+    if endpoint.exception() is None:
+        ds.txn({}, delete=[key])
 
 
 def _result(att: Attachment, host_ifname: str, container_mac: str, addresses: list[netaddr.IPNetwork]) -> Result:
@@ -478,36 +380,8 @@ def _result(att: Attachment, host_ifname: str, container_mac: str, addresses: li
     return Result(
         interfaces=[Interface(name=host_ifname, mac=HOST_MAC),
                     Interface(name=att.args.ifname, mac=container_mac, sandbox=att.args.netns)],
-        ips=[IPConfig(address=str(_host_route(a)), interface=1) for a in addresses],
+        ips=[IPConfig(address=str(host_route(a)), interface=1) for a in addresses],
         routes=routes)
-
-
-def _check_container(container: Netns, ifname: str, addresses: list[netaddr.IPNetwork]) -> None:
-    link = container.link(ifname)
-    if link is None:
-        raise CniError(CHECK_FAILED, f"interface {ifname} is missing from {container.label}")
-    have = {str(a) for a in container.addresses(link.index)}
-    for address in addresses:
-        if str(_host_route(address)) not in have:
-            raise CniError(CHECK_FAILED, f"{ifname} lacks address {_host_route(address)}",
-                           f"it has {sorted(have) or 'none'}")
-    for version, gateway in ((4, GATEWAY_V4), (6, GATEWAY_V6)):
-        if any(a.version == version for a in addresses):
-            default = "0.0.0.0/0" if version == 4 else "::/0"
-            if (default, gateway) not in container.routes(link.index, version):
-                raise CniError(CHECK_FAILED, f"{ifname} lacks the default route via {gateway}")
-
-
-def _check_host(host: Netns, ifname: str, addresses: list[netaddr.IPNetwork]) -> None:
-    link = host.link(ifname)
-    if link is None:
-        raise CniError(CHECK_FAILED, f"host interface {ifname} is missing")
-    if not link.up:
-        raise CniError(CHECK_FAILED, f"host interface {ifname} is down")
-    for address in addresses:
-        routes = host.routes(link.index, address.version)
-        if (str(_host_route(address)), None) not in routes:
-            raise CniError(CHECK_FAILED, f"host route {_host_route(address)} dev {ifname} is missing")
 
 
 def _check_endpoint(ds: Datastore, att: Attachment, addresses: list[netaddr.IPNetwork]) -> None:
@@ -518,7 +392,7 @@ def _check_endpoint(ds: Datastore, att: Attachment, addresses: list[netaddr.IPNe
     if spec.containerID != att.args.container_id:
         raise CniError(CHECK_FAILED, f"workload endpoint {att.endpoint_name} belongs to container {spec.containerID}",
                        f"not to {att.args.container_id}: this attachment was replaced by a newer one")
-    wanted = sorted(str(_host_route(a)) for a in addresses)
+    wanted = sorted(str(host_route(a)) for a in addresses)
     if sorted(spec.ipNetworks) != wanted or spec.interfaceName != att.host_ifname:
         raise CniError(CHECK_FAILED, f"workload endpoint {kv.key.rsplit('/', 1)[1]} does not match",
                        f"has {spec.ipNetworks} on {spec.interfaceName}, expected {wanted} on {att.host_ifname}")

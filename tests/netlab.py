@@ -10,16 +10,19 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from cni_calico.lab import binaries
 from cni_calico.lab.relay import NetnsRelay
 
 NETNS_DIR = "/var/run/netns"
+FAULTS = str(Path(__file__).with_name("faults.py"))
 BASE_LINKS = ["lo", "uplink", "uplink-peer"]  # what a simulated host holds before any pod
 
 
@@ -38,6 +41,7 @@ class Lab:
     relay: NetnsRelay | None = None
     fast_path: bool = False  # calls go to a calico-node serving the CNI fast path in the host
     agent_env: dict[str, str] = field(default_factory=dict)  # more settings for that calico-node
+    faulty: bool = False  # that calico-node serves the fault-injecting plugin of tests/faults.py
     agent: subprocess.Popen[bytes] | None = None
     workdir: str = ""
 
@@ -84,7 +88,8 @@ class Lab:
         env.update(ETCD_ENDPOINTS=self.etcd, NODENAME="host1", IP="none", CALICO_NETWORKING_BACKEND="none",
                    NO_DEFAULT_POOLS="true", CALICO_HEALTH_PORT="0", HOSTNAME_FILE=f"{self.workdir}/nodename",
                    CALICO_LOG_FILE=f"{self.workdir}/agent.log", **self.agent_env)
-        self.agent = subprocess.Popen(["ip", "netns", "exec", self.host, *binaries.command("calico-node"),
+        command = [sys.executable, FAULTS, "calico-node"] if self.faulty else binaries.command("calico-node")
+        self.agent = subprocess.Popen(["ip", "netns", "exec", self.host, *command,
                                        "--run-dir", self.workdir], env=env, stdout=subprocess.DEVNULL,
                                       stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 30
@@ -119,14 +124,16 @@ class Lab:
                 "nodename": "host1", "ipam_lock_file": "", "ipam": {"type": "calico-ipam"}, **path, **extra}
 
     def cni(self, command: str, config: dict[str, Any] | str, *, container_id: str, netns: str, ifname: str = "eth0",
-            args: str = "", env: dict[str, str] | None = None,
-            plugin: str = "calico") -> tuple[int, dict[str, Any] | None, str]:
-        """Exec the plugin inside the simulated host, as a runtime on that host would (a str is sent as is)."""
+            args: str = "", env: dict[str, str] | None = None, plugin: str = "calico",
+            faulty: bool = False) -> tuple[int, dict[str, Any] | None, str]:
+        """Exec the plugin inside the simulated host, as a runtime on that host would (a str is sent
+        as is); `faulty`: the fault-injecting plugin of tests/faults.py instead."""
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("CNI_")}
         full_env.update(CNI_COMMAND=command, CNI_CONTAINERID=container_id, CNI_NETNS=netns, CNI_IFNAME=ifname,
                         CNI_ARGS=args, CNI_PATH="/usr/lib/cni", **(env or {}))
         stdin = config if isinstance(config, str) else json.dumps(config)
-        proc = subprocess.run(["ip", "netns", "exec", self.host, *binaries.command(plugin)],
+        command = [sys.executable, FAULTS, plugin] if faulty else binaries.command(plugin)
+        proc = subprocess.run(["ip", "netns", "exec", self.host, *command],
                               input=stdin.encode(), capture_output=True, env=full_env, timeout=120)
         out = proc.stdout.decode().strip()
         return proc.returncode, json.loads(out) if out else None, proc.stderr.decode()

@@ -33,7 +33,7 @@ def lab(etcd_server: PrivateEtcd, etcd: str, etcd_store: EtcdDatastore) -> Itera
 def served_calls(lab: Lab) -> int:
     """The calls the agent served: each ends with one summary line in its log."""
     with open(f"{lab.workdir}/agent.log") as log:
-        return sum(1 for line in log if re.search(r" cni_calico\.skel \d+: calico [A-Z]+ (finished|failed) in ", line))
+        return sum(1 for line in log if re.search(r" cni_calico\.cni\.skel \d+: calico [A-Z]+ (finished|failed) in ", line))
 
 
 def test_socket_is_root_only(lab: Lab) -> None:
@@ -63,7 +63,18 @@ def test_only_without_an_agent_is_error_11(lab: Lab) -> None:
     assert "not served" in out["msg"] and out["cniVersion"] == conf["cniVersion"]
 
 
-def test_an_accepted_call_that_times_out_is_error_11_and_not_run_again(lab: Lab, tmp_path: Any) -> None:
+def test_an_accepted_call_that_times_out_is_error_11_and_not_run_again(etcd_server: PrivateEtcd, etcd: str,
+                                                                      etcd_store: EtcdDatastore, tmp_path: Any) -> None:
+    create_pool(etcd_store, "p1", "10.100.0.0/16")
+    lab = Lab(etcd_server.port, fast_path=True, faulty=True)  # its calico-node hangs where asked
+    lab.start()
+    try:
+        _times_out_once(lab, tmp_path)
+    finally:
+        lab.stop()
+
+
+def _times_out_once(lab: Lab, tmp_path: Any) -> None:
     marker = tmp_path / "reached-ipam"
     conf = {**lab.conf(), "fast_path": "auto", "fast_path_timeout": 2}
     started = time.monotonic()

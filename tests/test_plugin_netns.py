@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from typing import Any, Iterator
 
@@ -150,13 +151,28 @@ def test_existing_interface_in_container_is_an_error(lab: Lab, etcd_store: EtcdD
     assert etcd_store.list(keys.HANDLE_PREFIX) == [] and lab.host_links() == BASE_LINKS
 
 
-# "wire" fails while IPAM is still talking to etcd on its thread, "sysctl" and "route" while the
-# endpoint is being written on its own: the undo waits for them and removes what they made.
-@pytest.mark.parametrize("step", ["ipam", "wire", "veth", "sysctl", "route", "endpoint", "done"])
-def test_failure_at_each_step_of_add_leaves_nothing_behind(lab: Lab, etcd_store: EtcdDatastore, step: str) -> None:
+@pytest.fixture(params=["standalone", "fast-path"])
+def faulty_lab(request: pytest.FixtureRequest, etcd_server: PrivateEtcd, etcd: str, etcd_store: EtcdDatastore
+               ) -> Iterator[Lab]:
+    """As `lab`, with the fault-injecting plugin of tests/faults.py (served by calico-node too)."""
+    create_pool(etcd_store, "p1", "10.100.0.0/16")
+    lab = Lab(etcd_server.port, fast_path=request.param == "fast-path", faulty=True)
+    try:
+        yield lab.start()
+    finally:
+        lab.stop()
+
+
+# "ipam" fails IPAM's first read while the veth pair is being made, "wire" fails while IPAM is
+# still talking to etcd, "sysctl" and "route" while the endpoint is being written: the undo waits
+# for work in flight and removes what it made.
+@pytest.mark.parametrize("step", ["ipam", "wire", "veth", "sysctl", "route", "endpoint"])
+def test_failure_at_each_step_of_add_leaves_nothing_behind(faulty_lab: Lab, etcd_store: EtcdDatastore,
+                                                           step: str) -> None:
+    lab = faulty_lab
     netns = lab.pod("victim")
     status, out, err = lab.cni("ADD", lab.conf(), container_id="cid-v", netns=netns,
-                               env={"CNI_CALICO_TEST_FAIL_AT": step})
+                               env={"CNI_CALICO_TEST_FAIL_AT": step}, faulty=True)
     assert status == 1 and out is not None and f"injected failure at {step}" in out["msg"], err
     assert lab.host_links() == BASE_LINKS
     assert "10.100." not in lab.host_routes()
@@ -168,6 +184,12 @@ def test_failure_at_each_step_of_add_leaves_nothing_behind(lab: Lab, etcd_store:
         if time.monotonic() > deadline:
             break
         time.sleep(0.05)
+
+
+def test_the_shipped_plugin_ignores_the_fault_injection_variables(lab: Lab, etcd_store: EtcdDatastore) -> None:
+    status, out, err = lab.cni("ADD", lab.conf(), container_id="cid-ok", netns=lab.pod("ok"),
+                               env={"CNI_CALICO_TEST_FAIL_AT": "wire"})
+    assert status == 0 and out is not None, (out, err)
 
 
 def test_stale_host_veth_is_replaced(lab: Lab) -> None:
@@ -193,21 +215,21 @@ def test_host_local_ipam_by_exec(lab: Lab) -> None:
         sh("rm", "-rf", f"/tmp/{lab.prefix}-host-local")
 
 
-@pytest.mark.parametrize("step", ["veth", "route", "endpoint"])
+@pytest.mark.parametrize("step", ["sysctl", "route", "endpoint"])
 def test_kill_9_mid_add_then_del_leaves_nothing(lab: Lab, etcd_store: EtcdDatastore, step: str, tmp_path: Any) -> None:
     if lab.fast_path:
         pytest.skip("kills the plugin process mid-ADD: on the fast path the work is in calico-node")
     import subprocess
     import time
 
-    from cni_calico.lab import binaries
+    from .netlab import FAULTS
 
     netns = lab.pod("killed")
     marker = tmp_path / "hanging"
     env = {k: v for k, v in os.environ.items() if not k.startswith("CNI_")}
     env.update(CNI_COMMAND="ADD", CNI_CONTAINERID="cid-k", CNI_NETNS=netns, CNI_IFNAME="eth0", CNI_PATH="/usr/lib/cni",
                CNI_CALICO_TEST_HANG_AT=f"{step}:{marker}")
-    proc = subprocess.Popen(["ip", "netns", "exec", lab.host, *binaries.command("calico")],
+    proc = subprocess.Popen(["ip", "netns", "exec", lab.host, sys.executable, FAULTS, "calico"],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     try:
         assert proc.stdin is not None

@@ -22,7 +22,6 @@ from ..datastore import (
     Conflict,
     Datastore,
     KeyValue,
-    Prefetched,
     retry_on_conflict,
 )
 from ..errors import ADDRESS_TAKEN, POOL_EXHAUSTED, CniError
@@ -80,6 +79,13 @@ def _still_allocated(block: AllocationBlock, option: ReleaseOptions) -> bool:
     return option.sequence_number is None or sequence == option.sequence_number
 
 
+def assignment_reads(handle_id: str, node: str, versions: Iterable[int]) -> tuple[list[str], list[str]]:
+    """What an assignment reads first (keys, prefixes): its handle, the IPAM config, the pools and
+    the node's affinities. A caller batches them (see Prefetched) with reads of its own."""
+    return ([keys.handle(handle_id), keys.IPAM_CONFIG],
+            [keys.resource_prefix("ippools"), *(keys.affinity_prefix(node, v) for v in versions)])
+
+
 class IpamClient:
     def __init__(self, datastore: Datastore, node: str, *, max_attempts: int = MAX_ATTEMPTS) -> None:
         self.ds = datastore
@@ -87,13 +93,6 @@ class IpamClient:
         self.max_attempts = max_attempts
 
     # ------------------------------------------------------------ reads
-
-    def prefetch_assignment_reads(self, handle_id: str, versions: Iterable[int], also: Iterable[str] = ()) -> None:
-        """Read up front, in one round trip, what an assignment reads first: its handle, the IPAM
-        config, the pools and this node's affinities, and the caller's keys `also` (each served
-        once, from `self.ds`; see Prefetched)."""
-        self.ds = Prefetched(self.ds, [keys.handle(handle_id), keys.IPAM_CONFIG, *also],
-                             [keys.resource_prefix("ippools"), *(keys.affinity_prefix(self.node, v) for v in versions)])
 
     def config(self) -> IPAMConfig:
         kv = self.ds.get(keys.IPAM_CONFIG)
