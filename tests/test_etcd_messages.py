@@ -15,7 +15,7 @@ from cni_calico.datastore import etcd_messages
 
 PROBE = r"""
 import json
-from cni_calico import etcd_messages
+from cni_calico.datastore import etcd_messages
 etcd_messages.install()
 import etcd3
 from etcd3 import etcdrpc

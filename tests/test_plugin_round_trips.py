@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.root, pytest.mark.etcd]
 
 SCRIPT = r"""
 import io, json, sys
-from cni_calico import skel
+from cni_calico.cni import skel
 from cni_calico.datastore import EtcdDatastore
 from cni_calico.plugin import CalicoPlugin
 
