@@ -56,6 +56,7 @@ from .errors import (
     CniError,
 )
 from .model import keys
+from .model.keys import profile_key, workload_endpoint_key
 from .model.resources import (
     Metadata,
     Profile,
@@ -63,9 +64,7 @@ from .model.resources import (
     WorkloadEndpointSpec,
     allow_all_profile,
     network_profile,
-    profile_key,
     to_json,
-    workload_endpoint_key,
 )
 
 log = logging.getLogger(__name__)

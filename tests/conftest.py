@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -91,15 +89,14 @@ def lab(request: pytest.FixtureRequest, etcd_server: PrivateEtcd, etcd: str, etc
 def run_cni(plugin: str, command: str, config: dict[str, Any] | str | bytes, *, container_id: str = "c1",
             netns: str = "/var/run/netns/none", ifname: str = "eth0", args: str = "",
             extra_env: dict[str, str] | None = None, timeout: float = 60) -> tuple[int, dict[str, Any] | None, str]:
-    """Exec a plugin the way a runtime does; returns (exit status, decoded stdout or None, stderr)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CNI_", "ETCD_"))}
-    env.update({"CNI_COMMAND": command, "CNI_CONTAINERID": container_id, "CNI_NETNS": netns,
-                "CNI_IFNAME": ifname, "CNI_ARGS": args, "CNI_PATH": "/usr/lib/cni"})
-    env.update(extra_env or {})
-    env = {k: v for k, v in env.items() if v is not None}
-    data = config if isinstance(config, (str, bytes)) else json.dumps(config)
-    proc = subprocess.run(binaries.command(plugin),
-                          input=data.encode() if isinstance(data, str) else data,
-                          capture_output=True, env=env, timeout=timeout)
-    out = proc.stdout.decode()
-    return proc.returncode, json.loads(out) if out.strip() else None, proc.stderr.decode()
+    """Exec a plugin the way a runtime does, in this namespace (no netns work); returns (exit
+    status, decoded stdout or None, stderr). An `extra_env` value None removes the variable."""
+    from cni_calico.lab.hosts import clean_env, exec_cni
+
+    env = {**clean_env(("CNI_", "ETCD_")), **(extra_env or {})}
+    cni_env = {"CNI_COMMAND": command, "CNI_CONTAINERID": container_id, "CNI_NETNS": netns, "CNI_IFNAME": ifname,
+               "CNI_ARGS": args, "CNI_PATH": "/usr/lib/cni"}
+    cni_env = {k: v for k, v in cni_env.items() if (extra_env or {}).get(k, "") is not None}
+    outcome = exec_cni(binaries.command(plugin), cni_env, config,
+                       env={k: v for k, v in env.items() if v is not None}, timeout=timeout)
+    return outcome.status, outcome.result, outcome.stderr

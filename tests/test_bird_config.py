@@ -19,7 +19,7 @@ from typing import Callable, Iterator
 
 import pytest
 
-from cni_calico.lab.cluster import sh
+from cni_calico.lab.hosts import sh
 from cni_calico.node.routing.bird_config import (
     PEER_GLOBAL,
     PEER_MESH,

@@ -7,6 +7,7 @@ import pytest
 from cni_calico.cni.skel import SUPPORTED_VERSIONS
 from cni_calico.cni.types import (
     DNS,
+    CalicoNetConf,
     Interface,
     IpamConf,
     IPConfig,
@@ -302,3 +303,15 @@ def test_bad_labels_are_config_errors(label):
     with pytest.raises(CniError) as info:
         parse_netconf({"name": "n", "args": {"cni": {"labels": [label]}}}, CalicoNetConf)
     assert info.value.code == INVALID_NETWORK_CONFIG and "args.cni.labels.0" in info.value.msg
+
+
+@pytest.mark.parametrize("key", ["a..b/x", "-a/x", "a/", "x" * 64, "a/b/c"])
+def test_args_labels_use_calicos_one_label_rule(key: str) -> None:
+    from cni_calico.model import labels
+
+    assert labels.key_problem(key) is not None
+    conf = {"cniVersion": "1.0.0", "name": "n", "type": "calico",
+            "args": {"cni": {"labels": [{"key": key, "value": "v"}]}}}
+    with pytest.raises(CniError) as failure:
+        parse_netconf(conf, CalicoNetConf)
+    assert failure.value.code == 7

@@ -25,15 +25,8 @@ from cni_calico.ctl.errors import CtlError
 from cni_calico.datastore import Datastore, EtcdDatastore, MemoryDatastore
 from cni_calico.lab.admin import create_pool
 from cni_calico.model import keys
-from cni_calico.model.resources import (
-    Metadata,
-    Node,
-    WorkloadEndpoint,
-    WorkloadEndpointSpec,
-    node_key,
-    to_json,
-    workload_endpoint_key,
-)
+from cni_calico.model.keys import node_key, workload_endpoint_key
+from cni_calico.model.resources import Metadata, Node, WorkloadEndpoint, WorkloadEndpointSpec, to_json
 
 from .conftest import run_cni
 

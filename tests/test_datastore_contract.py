@@ -175,13 +175,17 @@ def test_prefetched_serves_each_first_read_once_and_forgets_what_it_writes(store
 
     assert store.create("/p/k", "old") and store.create("/p/dir/a", "1") and store.create("/p/other", "x")
     reads = Prefetched(store, ["/p/k", "/p/missing"], ["/p/dir/"])
+    assert store.update("/p/k", "newer", store.get("/p/k").mod_revision)  # before the first use...
+    assert reads.get("/p/missing") is None  # ...which reads the batch (under the caller's lock, say)
     assert store.update("/p/k", "new", store.get("/p/k").mod_revision)  # another writer, after the batch
-    assert reads.get("/p/k").value == "old"  # the batched read, once
+    assert reads.get("/p/k").value == "newer"  # the batched read, once
     assert reads.get("/p/k").value == "new"  # then the store
-    assert reads.get("/p/missing") is None
     assert reads.txn({"/p/dir/b": 0}, {"/p/dir/b": "2"})  # a write under the prefix drops the batch
     assert [kv.key for kv in reads.list("/p/dir/")] == ["/p/dir/a", "/p/dir/b"]
     assert reads.get("/p/other").value == "x"  # never prefetched: straight to the store
+    written_first = Prefetched(store, ["/p/k"], [])
+    assert written_first.txn({}, {"/p/k": "last"})  # a write first: the batch is never read
+    assert written_first.get("/p/k").value == "last"
 
 
 def test_a_noop_delete_changes_nothing(store: Any) -> None:

@@ -13,7 +13,8 @@ from cni_calico.allocation.config import set_ipam_config
 from cni_calico.datastore import EtcdDatastore
 from cni_calico.lab.admin import create_pool
 from cni_calico.model import keys
-from cni_calico.model.resources import Metadata, Node, node_key, to_json
+from cni_calico.model.keys import node_key
+from cni_calico.model.resources import Metadata, Node, to_json
 
 from .conftest import run_cni
 

@@ -17,9 +17,11 @@ import pytest
 
 from cni_calico.datastore import EtcdDatastore
 from cni_calico.lab import admin
-from cni_calico.lab.cluster import NETNS_DIR, Cluster, Host
+from cni_calico.lab.cluster import Cluster, Host
 from cni_calico.lab.etcd import PrivateEtcd
-from cni_calico.model.resources import allow_all_profile, profile_key, to_json
+from cni_calico.lab.hosts import NETNS_DIR
+from cni_calico.model.keys import profile_key
+from cni_calico.model.resources import allow_all_profile, to_json
 
 from .conftest import wipe
 from .packets import eventually

@@ -18,7 +18,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from cni_calico.lab.cluster import NETNS_DIR
+from cni_calico.lab.hosts import NETNS_DIR
 from cni_calico.node.policy.apply import (
     NftCommand,
     NftDataplane,

@@ -16,7 +16,8 @@ from cni_calico.lab import admin, binaries
 from cni_calico.lab.cluster import Cluster, Host
 from cni_calico.lab.etcd import PrivateEtcd
 from cni_calico.model import keys
-from cni_calico.model.resources import Node, node_key
+from cni_calico.model.keys import node_key
+from cni_calico.model.resources import Node
 from cni_calico.procs import running
 
 pytestmark = [pytest.mark.root, pytest.mark.bird, pytest.mark.etcd]

@@ -20,7 +20,7 @@ from cni_calico.lab import admin
 from cni_calico.lab.cluster import Cluster, Host
 from cni_calico.lab.etcd import PrivateEtcd
 from cni_calico.model import keys
-from cni_calico.model.resources import node_key
+from cni_calico.model.keys import node_key
 
 from .conftest import wipe
 

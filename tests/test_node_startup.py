@@ -10,15 +10,8 @@ import pytest
 from cni_calico.allocation.client import IpamClient
 from cni_calico.datastore import EtcdDatastore
 from cni_calico.model import keys
-from cni_calico.model.resources import (
-    ClusterInformation,
-    IPPool,
-    Node,
-    cluster_information_key,
-    node_key,
-    pool_key,
-    to_json,
-)
+from cni_calico.model.keys import cluster_information_key, node_key, pool_key
+from cni_calico.model.resources import ClusterInformation, IPPool, Node, to_json
 from cni_calico.node import startup
 from cni_calico.node.config import load
 from cni_calico.node.routing import ipip

@@ -9,6 +9,7 @@ import pytest
 
 from cni_calico.datastore import KeyValue, WatchEvent
 from cni_calico.model import keys
+from cni_calico.model.keys import bgp_configuration_key, bgp_peer_key, node_key, pool_key
 from cni_calico.model.resources import (
     BGPConfiguration,
     BGPConfigurationSpec,
@@ -20,10 +21,6 @@ from cni_calico.model.resources import (
     Node,
     NodeBGPSpec,
     NodeSpec,
-    bgp_configuration_key,
-    bgp_peer_key,
-    node_key,
-    pool_key,
     to_json,
 )
 from cni_calico.node.cache import Cache
@@ -78,7 +75,7 @@ def test_cache_ignores_blocks_and_handles_and_reports_changes() -> None:
 
 
 def test_only_routing_keys_trigger_a_resync() -> None:
-    from cni_calico.model.resources import workload_endpoint_key
+    from cni_calico.model.keys import workload_endpoint_key
     from cni_calico.node.cache import affects_routing
     assert affects_routing(node_key("a")) and affects_routing(pool_key("p"))
     assert affects_routing(keys.affinity("a", netaddr.IPNetwork("10.0.0.0/26")))

@@ -9,12 +9,8 @@ from typing import Any
 import pytest
 
 from cni_calico.errors import INVALID_NETWORK_CONFIG, TRY_AGAIN_LATER, CniError
-from cni_calico.model.resources import (
-    allow_all_profile,
-    network_profile,
-    profile_key,
-    to_json,
-)
+from cni_calico.model.keys import profile_key
+from cni_calico.model.resources import allow_all_profile, network_profile, to_json
 from cni_calico.plugin import _write_with_profile
 
 ENDPOINT = "/calico/resources/v3/projectcalico.org/workloadendpoints/default/h1-cni-c1-eth0"

@@ -9,7 +9,6 @@ import io
 import json
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,11 +19,11 @@ from cni_calico.cni import skel
 from cni_calico.cni.dataplane import LinuxDataplane
 from cni_calico.datastore import Datastore, MemoryDatastore
 from cni_calico.lab.admin import create_pool
+from cni_calico.lab.hosts import NETNS_DIR, Namespaces, sh
 from cni_calico.model import keys
 from cni_calico.plugin import CalicoPlugin
 
 from .faults import Faults, FaultyDataplane, FaultyStore
-from .netlab import sh
 
 pytestmark = pytest.mark.root
 
@@ -55,32 +54,28 @@ class Shared(Datastore):
 
 
 class Host:
-    """A throwaway host namespace and pod namespaces, removed by name."""
+    """A throwaway host namespace (an uplink and a default route) and pod namespaces."""
 
     def __init__(self) -> None:
-        self.prefix = "ccip" + uuid.uuid4().hex[:6]
-        self.names: list[str] = []
-        self.path = self.netns("host")
-        for cmd in (["link", "set", "lo", "up"], ["link", "add", "uplink", "type", "veth", "peer", "name", "peer"],
+        self.spaces = Namespaces()
+        self.name = self.spaces.add("host")
+        self.path = f"{NETNS_DIR}/{self.name}"
+        for cmd in (["link", "add", "uplink", "type", "veth", "peer", "name", "peer"],
                     ["link", "set", "uplink", "up"], ["route", "add", "default", "dev", "uplink"]):
-            sh("ip", "-n", self.names[0], *cmd)
+            sh("ip", "-n", self.name, *cmd)
 
     def netns(self, name: str) -> str:
-        full = f"{self.prefix}-{name}"
-        sh("ip", "netns", "add", full)
-        self.names.append(full)
-        return f"/var/run/netns/{full}"
+        return f"{NETNS_DIR}/{self.spaces.add(name)}"
 
     def links(self) -> list[str]:
-        out = sh("ip", "-n", self.names[0], "-o", "link", "show").stdout
+        out = sh("ip", "-n", self.name, "-o", "link", "show").stdout
         return sorted(line.split(":")[1].strip().split("@")[0] for line in out.splitlines())
 
     def routes(self) -> str:
-        return sh("ip", "-n", self.names[0], "route", "show").stdout
+        return sh("ip", "-n", self.name, "route", "show").stdout
 
     def remove(self) -> None:
-        for name in reversed(self.names):
-            sh("ip", "netns", "del", name, check=False)
+        self.spaces.remove_all()
 
 
 BASE = ["lo", "peer", "uplink"]

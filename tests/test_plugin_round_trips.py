@@ -15,7 +15,8 @@ import pytest
 
 from cni_calico.datastore import EtcdDatastore
 from cni_calico.lab.admin import create_pool
-from cni_calico.model.resources import allow_all_profile, profile_key, to_json
+from cni_calico.model.keys import profile_key
+from cni_calico.model.resources import allow_all_profile, to_json
 from tests.netlab import Lab
 
 pytestmark = [pytest.mark.root, pytest.mark.etcd]
@@ -92,7 +93,7 @@ def test_add_and_del_round_trips(lab: Lab) -> None:
 # The counting store above; then an ADD that claims the block, the profile put back as versions
 # before network isolation wrote it, and the counted ADD that upgrades it.
 UPGRADE_SCRIPT = SCRIPT.split("conf, pods = ")[0] + r"""
-from cni_calico.model.resources import profile_key
+from cni_calico.model.keys import profile_key
 conf, old_profile, pods = sys.argv[1], sys.argv[2], sys.argv[3:]
 counting = Counting(EtcdDatastore(json.loads(conf)["etcd_endpoints"]))
 plugin = CalicoPlugin(lambda conf, env: counting)

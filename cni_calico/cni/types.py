@@ -6,13 +6,13 @@ cniVersion on the way out (0.1/0.2 `ip4`/`ip6`; 0.3.x/0.4.0 add `ips[].version`)
 
 from __future__ import annotations
 
-import re
 from typing import Any, TypeVar
 
 import netaddr
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ..errors import DECODING_FAILURE, INVALID_NETWORK_CONFIG, CniError
+from ..model import labels
 from .skel import version_tuple
 
 DEFAULT_NODENAME_FILE = "/var/lib/calico/nodename"
@@ -94,8 +94,6 @@ class ContainerSettings(_Tolerant):
     allow_ip_forwarding: bool = False
 
 
-_LABEL_NAME = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
-_LABEL_PREFIX = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 
 
 class Label(_Tolerant):
@@ -107,16 +105,17 @@ class Label(_Tolerant):
     @field_validator("key")
     @classmethod
     def _key(cls, key: str) -> str:
-        prefix, _, name = key.rpartition("/")
-        if not name or not _LABEL_NAME.fullmatch(name) or (prefix and not _LABEL_PREFIX.fullmatch(prefix)):
-            raise ValueError(f"invalid label key {key!r}")
+        problem = labels.key_problem(key)
+        if problem:
+            raise ValueError(problem)
         return key
 
     @field_validator("value")
     @classmethod
     def _value(cls, value: str) -> str:
-        if not _LABEL_NAME.fullmatch(value):
-            raise ValueError(f"invalid label value {value!r}")
+        problem = labels.value_problem(value)
+        if problem:
+            raise ValueError(problem)
         return value
 
 

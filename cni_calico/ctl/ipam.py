@@ -21,7 +21,8 @@ from ..allocation.client import IpamClient, ReleaseOptions
 from ..allocation.config import set_ipam_config
 from ..datastore import Datastore, KeyValue
 from ..model import keys
-from ..model.resources import IPPool, Node, WorkloadEndpoint, node_key
+from ..model.keys import node_key
+from ..model.resources import IPPool, Node, WorkloadEndpoint
 from ..tables import render_table
 from .errors import CtlError
 

@@ -11,7 +11,8 @@ from pydantic import ValidationError
 
 from ..datastore import Datastore
 from ..model import keys, selector
-from ..model.resources import IPPool, IPPoolSpec, Metadata, pool_key, to_json
+from ..model.keys import pool_key
+from ..model.resources import IPPool, IPPoolSpec, Metadata, to_json
 
 
 class AdminError(Exception):

@@ -28,8 +28,9 @@ from typing import Any, Sequence
 
 from ..datastore import EtcdDatastore
 from . import admin, binaries
-from .cluster import NETNS_DIR, Cluster, Host, sh
+from .cluster import Cluster, Host
 from .etcd import PrivateEtcd
+from .hosts import NETNS_DIR, sh
 
 GO_PLUGINS = Path("/usr/lib/cni")
 PARALLEL = 8

@@ -14,7 +14,6 @@ Everything is removed by name or PID in `stop()`, which also runs when start-up 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -26,38 +25,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..procs import running
 from . import binaries
+from .hosts import NETNS_DIR, Namespaces, clean_env, exec_cni, kill_pid, sh, start_agent, stop_process
 from .relay import NetnsRelay
 
-NETNS_DIR = "/var/run/netns"
 SUBNET = "192.0.2"  # TEST-NET-1: documentation addresses, never routed anywhere real
 GATEWAY = f"{SUBNET}.1"
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_CONF = REPO / "examples" / "10-calico.conf"
-
-
-def sh(*cmd: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)}: {(proc.stderr or proc.stdout).strip()}")
-    return proc
-
-
-def _kill(pid: int, sig: int = signal.SIGTERM, wait: float = 10) -> None:
-    """Signal one PID and wait for it to go, then SIGKILL it."""
-    try:
-        os.kill(pid, sig)
-    except OSError:
-        return
-    deadline = time.monotonic() + wait
-    while time.monotonic() < deadline and running(pid):
-        time.sleep(0.05)
-    if running(pid):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
 
 
 @dataclass
@@ -90,7 +65,7 @@ class Cluster:
         self.prefix = prefix or "cc" + uuid.uuid4().hex[:5]
         self.python = python
         self.workdir = Path(tempfile.mkdtemp(prefix=f"{self.prefix}-"))
-        self.namespaces: list[str] = []
+        self.spaces = Namespaces(self.prefix)
         self.relay: NetnsRelay | None = None
         self.bin_dir = binaries.bin_dir(self.workdir / "bin")  # CNI_PATH: our plugins by name
         names = node_names or [f"node{i}" for i in range(1, hosts + 1)]
@@ -112,10 +87,8 @@ class Cluster:
     # ------------------------------------------------------------ topology
 
     def _netns(self, name: str) -> str:
-        sh("ip", "netns", "add", name)
-        self.namespaces.append(name)
-        sh("ip", "-n", name, "link", "set", "lo", "up")
-        return name
+        """A namespace named `<prefix>-...` (`name` is the full name), removed by stop()."""
+        return self.spaces.add(name.removeprefix(f"{self.prefix}-"))
 
     def start(self) -> Cluster:
         try:
@@ -147,7 +120,7 @@ class Cluster:
     # ------------------------------------------------------------ agents
 
     def agent_env(self, host: Host, **extra: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("CNI_", "ETCD_", "CALICO_"))}
+        env = clean_env()
         env.update(ETCD_ENDPOINTS=self.etcd, NODENAME=host.name, IP=host.ip + "/24", CALICO_RUN_DIR=str(host.run_dir),
                    HOSTNAME_FILE=str(host.nodename_file), CALICO_HEALTH_PORT="9099", CALICO_LOG_LEVEL="info",
                    CALICO_LOG_FILE=str(host.run_dir / "calico-node.log"), NO_DEFAULT_POOLS="true")
@@ -156,12 +129,8 @@ class Cluster:
 
     def start_agent(self, host: Host, wait: bool = True, **extra_env: str) -> subprocess.Popen[bytes]:
         """calico-node inside the host's namespace, as `ip netns exec` runs it (same PID)."""
-        log = open(host.run_dir / "calico-node.out", "ab")
-        host.agent = subprocess.Popen(["ip", "netns", "exec", host.netns, *binaries.command("calico-node"),
-                                       "--run-dir", str(host.run_dir)],
-                                      env=self.agent_env(host, **extra_env), stdin=subprocess.DEVNULL,
-                                      stdout=log, stderr=log)
-        log.close()
+        host.agent = start_agent(host.netns, [*binaries.command("calico-node"), "--run-dir", str(host.run_dir)],
+                                 self.agent_env(host, **extra_env), output=str(host.run_dir / "calico-node.out"))
         if wait:
             self.wait_ready(host)
         return host.agent
@@ -205,12 +174,7 @@ class Cluster:
 
     def stop_agent(self, host: Host, sig: int = signal.SIGTERM) -> None:
         if host.agent is not None:
-            host.agent.send_signal(sig)
-            try:
-                host.agent.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                host.agent.kill()
-                host.agent.wait(timeout=15)
+            stop_process(host.agent, sig)
             host.agent = None
 
     def agent_pid_from_file(self, host: Host) -> int | None:
@@ -242,17 +206,14 @@ class Cluster:
 
     def cni(self, host: Host, command: str, container_id: str, netns: str, plugin: str = "calico",
             binary: str | None = None, cni_args: str = "", conf_extra: dict[str, Any] | None = None) -> dict[str, Any]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("CNI_", "ETCD_"))}
-        env.update(CNI_COMMAND=command, CNI_CONTAINERID=container_id, CNI_NETNS=netns, CNI_IFNAME="eth0",
-                   CNI_ARGS=cni_args, CNI_PATH=str(Path(binary or self.plugin_path(plugin)).parent) + ":/usr/lib/cni")
-        conf = {**self.pod_conf(host), **(conf_extra or {})}
-        proc = subprocess.run(["ip", "netns", "exec", host.netns, binary or self.plugin_path(plugin)],
-                              input=json.dumps(conf).encode(), capture_output=True, env=env, timeout=120)
-        out = proc.stdout.decode().strip()
-        result = json.loads(out) if out else {}
-        if proc.returncode != 0:
-            raise RuntimeError(f"{plugin} {command} {container_id} on {host.name}: {result or proc.stderr.decode()}")
-        return result
+        executable = binary or self.plugin_path(plugin)
+        cni_env = {"CNI_COMMAND": command, "CNI_CONTAINERID": container_id, "CNI_NETNS": netns, "CNI_IFNAME": "eth0",
+                   "CNI_ARGS": cni_args, "CNI_PATH": str(Path(executable).parent) + ":/usr/lib/cni"}
+        outcome = exec_cni([executable], cni_env, {**self.pod_conf(host), **(conf_extra or {})}, netns=host.netns,
+                           env=clean_env(("CNI_", "ETCD_")))
+        if outcome.status != 0:
+            raise RuntimeError(f"{plugin} {command} {container_id} on {host.name}: {outcome.result or outcome.stderr}")
+        return outcome.result or {}
 
     def plugin_path(self, plugin: str) -> str:
         return str(self.bin_dir / plugin)
@@ -303,13 +264,11 @@ class Cluster:
                 pass
             for pid in (self.agent_pid_from_file(host), self.bird_pid(host)):
                 if pid is not None:
-                    _kill(pid)
+                    kill_pid(pid)
         if self.relay:
             self.relay.close()
             self.relay = None
-        for name in reversed(self.namespaces):
-            sh("ip", "netns", "del", name, check=False)
-        self.namespaces.clear()
+        self.spaces.remove_all()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def __enter__(self) -> Cluster:

@@ -21,8 +21,9 @@ from typing import Sequence
 from ..allocation.block import AllocationBlock
 from ..datastore import EtcdDatastore
 from ..model import keys
-from .cluster import REPO, Cluster, Host, sh
+from .cluster import REPO, Cluster, Host
 from .etcd import PrivateEtcd
+from .hosts import sh
 
 POOL_FILE = REPO / "examples" / "calico-pool.yaml"  # the seed's pool, 10.100.0.0/16
 PREFIX = "ccdemo"

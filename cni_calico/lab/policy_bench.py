@@ -24,7 +24,7 @@ from ..node.policy.apply import NftCommand, NftDataplane, NftLibrary
 from ..node.policy.model import Endpoint, Policy, PolicyState
 from ..node.policy.render import render
 from ..node.policy.ruleset import counts
-from .cluster import NETNS_DIR
+from .hosts import NETNS_DIR
 from .iptables_estimate import iptables_equivalent
 
 NAMESPACES = 5

@@ -48,3 +48,34 @@ def handle(handle_id: str) -> str:
 
 
 HANDLE_PREFIX = IPAM + "handle/"
+
+
+# One resource's key, by kind.
+
+
+def pool_key(name: str) -> str:
+    return resource("ippools", name)
+
+
+def node_key(name: str) -> str:
+    return resource("nodes", name)
+
+
+def bgp_peer_key(name: str) -> str:
+    return resource("bgppeers", name)
+
+
+def bgp_configuration_key(name: str = "default") -> str:
+    return resource("bgpconfigurations", name)
+
+
+def cluster_information_key() -> str:
+    return resource("clusterinformations", "default")
+
+
+def workload_endpoint_key(namespace: str, name: str) -> str:
+    return resource("workloadendpoints", name, namespace)
+
+
+def profile_key(name: str) -> str:
+    return resource("profiles", name)

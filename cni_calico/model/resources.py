@@ -12,8 +12,6 @@ from typing import Any
 import netaddr
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from . import keys
-
 API_VERSION = "projectcalico.org/v3"
 DEFAULT_POOL_NAME = "default-ipv4-ippool"
 DEFAULT_POOL_CIDR = "192.168.0.0/16"
@@ -206,24 +204,9 @@ def to_json(resource: BaseModel) -> str:
     return json.dumps(data, sort_keys=True)
 
 
-def pool_key(name: str) -> str:
-    return keys.resource("ippools", name)
 
 
-def node_key(name: str) -> str:
-    return keys.resource("nodes", name)
 
-
-def bgp_peer_key(name: str) -> str:
-    return keys.resource("bgppeers", name)
-
-
-def bgp_configuration_key(name: str = "default") -> str:
-    return keys.resource("bgpconfigurations", name)
-
-
-def cluster_information_key() -> str:
-    return keys.resource("clusterinformations", "default")
 
 
 class WorkloadEndpointSpec(_Open):
@@ -268,11 +251,3 @@ def network_profile(name: str) -> Profile:
                    spec={"labelsToApply": {name: ""},
                          "ingress": [{"action": "Allow", "source": {"selector": f"has({name})"}}],
                          "egress": [{"action": "Allow"}]})
-
-
-def workload_endpoint_key(namespace: str, name: str) -> str:
-    return keys.resource("workloadendpoints", name, namespace)
-
-
-def profile_key(name: str) -> str:
-    return keys.resource("profiles", name)

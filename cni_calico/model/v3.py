@@ -27,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 
+from . import labels
 from . import selector as _selector
 
 API_VERSION = "projectcalico.org/v3"
@@ -55,7 +56,7 @@ class _Invalid(ValueError):
 # ------------------------------------------------------------------ scalar checks
 
 _LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
-_NAME = re.compile(rf"{_LABEL}(\.{_LABEL})*")  # RFC 1123 subdomain, as Calico's nameRegex
+_NAME = labels.DNS_SUBDOMAIN  # RFC 1123 subdomain, as Calico's nameRegex
 _POLICY_NAME = re.compile(rf"{_LABEL}(\.{_LABEL})?")  # policies: at most one dot (Calico)
 # A NetworkPolicy may also carry the name Calico gives a converted policy: `knp.default.` (from a
 # Kubernetes NetworkPolicy) or `ossg.default.` (an OpenStack security group) before a subdomain.
@@ -63,7 +64,6 @@ _NETWORK_POLICY_NAME = re.compile(rf"{_POLICY_NAME.pattern}|(knp|ossg)\.default\
 _DNS_LABEL = re.compile(_LABEL)
 _CONTAINER_ID = re.compile(r"[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?")
 _INTERFACE = re.compile(r"[a-zA-Z0-9_.-]{1,15}")
-_QUALIFIED = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
 _MAC = re.compile(r"[0-9A-Fa-f]{2}([:-])[0-9A-Fa-f]{2}(\1[0-9A-Fa-f]{2}){4}((\1[0-9A-Fa-f]{2}){2})?")
 _PROTOCOLS = ("TCP", "UDP", "ICMP", "ICMPv6", "SCTP", "UDPLite")
 _V4_LINK_LOCAL = ipaddress.ip_network("169.254.0.0/16")
@@ -276,31 +276,17 @@ def _number(value: Any) -> int | float:
     return value
 
 
-def _qualified_name_problem(key: str) -> str | None:
-    """Kubernetes' IsQualifiedName: `[prefix/]name`, prefix a DNS subdomain, name <= 63."""
-    prefix, slash, name = key.rpartition("/")
-    if slash and (not prefix or len(prefix) > 253 or not _NAME.fullmatch(prefix)):
-        return f"invalid key {key!r}: the prefix before '/' must be a DNS subdomain"
-    if not name or len(name) > 63 or not _QUALIFIED.fullmatch(name):
-        return (f"invalid key {key!r}: at most 63 letters, digits, '-', '_' or '.', "
-                "starting and ending with a letter or digit")
-    return None
-
-
 def _labels(value: dict[str, str]) -> dict[str, str]:
     for key, text in value.items():
-        problem = _qualified_name_problem(key)
+        problem = labels.key_problem(key) or labels.value_problem(text)
         if problem:
             raise _Invalid(problem, key)
-        if text and (len(text) > 63 or not _QUALIFIED.fullmatch(text)):
-            raise _Invalid(f"invalid label value {text!r}: at most 63 letters, digits, '-', '_' or '.', "
-                           "starting and ending with a letter or digit", key)
     return value
 
 
 def _annotations(value: dict[str, str]) -> dict[str, str]:
     for key in value:
-        problem = _qualified_name_problem(key.lower())
+        problem = labels.key_problem(key.lower())
         if problem:
             raise _Invalid(problem, key)
     if sum(len(k) + len(v) for k, v in value.items()) > _ANNOTATIONS_LIMIT:

@@ -19,6 +19,7 @@ import netaddr
 from .. import __version__
 from ..datastore import CONFLICT, Conflict, Datastore, retry_on_conflict
 from ..model import keys
+from ..model.keys import cluster_information_key, node_key, pool_key
 from ..model.resources import (
     DEFAULT_POOL_NAME,
     ClusterInformation,
@@ -29,9 +30,6 @@ from ..model.resources import (
     Node,
     NodeBGPSpec,
     NodeSpec,
-    cluster_information_key,
-    node_key,
-    pool_key,
     to_json,
 )
 from .config import AgentConfig

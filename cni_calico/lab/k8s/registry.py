@@ -19,8 +19,20 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 from . import resources as r
-from .errors import (STALE, ApiError, Cause, already_exists, bad_request, conflict, expired, forbidden, invalid,
-                     not_found, success_status, too_large_resource_version)
+from .errors import (
+    STALE,
+    ApiError,
+    Cause,
+    already_exists,
+    bad_request,
+    conflict,
+    expired,
+    forbidden,
+    invalid,
+    not_found,
+    success_status,
+    too_large_resource_version,
+)
 from .options import DeleteOptions, ListOptions, parse_resource_version
 from .patches import PatchError, json_patch, merge_patch, strategic_merge_patch
 from .store import ObjectStore, TooOld

@@ -24,8 +24,15 @@ import yaml
 
 from . import discovery
 from .auth import Authenticator
-from .errors import (ApiError, bad_request, failure_status, method_not_allowed, not_acceptable, path_not_found,
-                     unsupported_media_type)
+from .errors import (
+    ApiError,
+    bad_request,
+    failure_status,
+    method_not_allowed,
+    not_acceptable,
+    path_not_found,
+    unsupported_media_type,
+)
 from .options import ListOptions, parse_delete_options, parse_dry_run, parse_list_options
 from .registry import PATCH_TYPES, Registry
 from .requestlog import RequestLog, RequestRecord

@@ -15,8 +15,14 @@ from typing import Any
 
 from . import resources as r
 from .errors import Cause, bad_request
-from .validation import (dns_label_errors, dns_subdomain_errors, label_key_errors, label_value_errors,
-                         micro_time_causes, name_causes)
+from .validation import (
+    dns_label_errors,
+    dns_subdomain_errors,
+    label_key_errors,
+    label_value_errors,
+    micro_time_causes,
+    name_causes,
+)
 
 Obj = dict[str, Any]
 

@@ -15,7 +15,8 @@ import netaddr
 from ...allocation.client import IpamClient, Request
 from ...allocation.pools import selects_node
 from ...datastore import Datastore, read_modify_write
-from ...model.resources import IPPool, Node, node_key, to_json
+from ...model.keys import node_key
+from ...model.resources import IPPool, Node, to_json
 
 log = logging.getLogger(__name__)
 
