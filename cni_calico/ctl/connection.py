@@ -3,34 +3,24 @@ it exists, else the ETCD_* environment variables (Calico's order: a file wins ov
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
 import yaml
 
+from ..datastore.etcd import DEFAULT_ENDPOINT, EtcdSettings
 from .errors import CtlError
 
 DEFAULT_CONFIG = "/etc/calico/calicoctl.cfg"
-DEFAULT_ENDPOINTS = "http://127.0.0.1:2379"
 _SPEC_FIELDS = {"datastoreType", "etcdEndpoints", "etcdKeyFile", "etcdCertFile", "etcdCACertFile",
                 "etcdUsername", "etcdPassword"}
 
 
-@dataclass(frozen=True)
-class Connection:
-    endpoints: str
-    key_file: str | None = None
-    cert_file: str | None = None
-    ca_file: str | None = None
+def from_environment(env: Mapping[str, str]) -> EtcdSettings:
+    return EtcdSettings.resolve(None, None, None, None, env)
 
 
-def from_environment(env: Mapping[str, str]) -> Connection:
-    return Connection(env.get("ETCD_ENDPOINTS") or DEFAULT_ENDPOINTS, env.get("ETCD_KEY_FILE") or None,
-                      env.get("ETCD_CERT_FILE") or None, env.get("ETCD_CA_CERT_FILE") or None)
-
-
-def from_file(path: str) -> Connection:
+def from_file(path: str) -> EtcdSettings:
     try:
         data = yaml.safe_load(Path(path).read_text())
     except OSError as exc:
@@ -47,11 +37,11 @@ def from_file(path: str) -> Connection:
         raise CtlError(f"config file {path}: unknown field spec.{unknown[0]}")
     if spec.get("datastoreType", "etcdv3") != "etcdv3":
         raise CtlError(f"config file {path}: datastoreType {spec['datastoreType']!r} is not supported (etcdv3 only)")
-    return Connection(str(spec.get("etcdEndpoints") or DEFAULT_ENDPOINTS), spec.get("etcdKeyFile") or None,
-                      spec.get("etcdCertFile") or None, spec.get("etcdCACertFile") or None)
+    return EtcdSettings(str(spec.get("etcdEndpoints") or DEFAULT_ENDPOINT), spec.get("etcdKeyFile") or None,
+                        spec.get("etcdCertFile") or None, spec.get("etcdCACertFile") or None, source=path)
 
 
-def resolve(config_path: str | None, env: Mapping[str, str]) -> Connection:
+def resolve(config_path: str | None, env: Mapping[str, str]) -> EtcdSettings:
     if config_path:
         return from_file(config_path)
     if Path(DEFAULT_CONFIG).is_file():
@@ -59,13 +49,13 @@ def resolve(config_path: str | None, env: Mapping[str, str]) -> Connection:
     return from_environment(env)
 
 
-def open_store(connection: Connection):  # type: ignore[no-untyped-def]
-    """The etcd datastore; an unreachable etcd surfaces later as CniError 11 (turned into one line by main)."""
-    from ..datastore import EtcdDatastore
+def open_store(settings: EtcdSettings):  # type: ignore[no-untyped-def]
+    """The etcd datastore; an unreachable etcd surfaces later as DatastoreUnavailable (turned into
+    one line by main)."""
+    from ..datastore import open_datastore
     from ..errors import CniError
 
     try:
-        return EtcdDatastore(connection.endpoints, key_file=connection.key_file, cert_file=connection.cert_file,
-                             ca_file=connection.ca_file)
+        return open_datastore(settings)
     except CniError as exc:
         raise CtlError(exc.msg) from None
