@@ -13,7 +13,7 @@ UNKNOWN = "unknown"
 def build_info() -> tuple[str, str]:
     """(git commit, build date)."""
     try:
-        from ._build import BUILD_DATE, GIT_COMMIT  # type: ignore[import-not-found]
+        from ._build import BUILD_DATE, GIT_COMMIT
     except ImportError:
         return _source_commit(), UNKNOWN
     return GIT_COMMIT, BUILD_DATE

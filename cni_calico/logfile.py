@@ -164,8 +164,11 @@ class SharedLogFile(logging.Handler):
                 pass
 
     def close(self) -> None:
-        with self.lock:  # type: ignore[union-attr]
+        self.acquire()  # Handler's own lock, as handle() holds it
+        try:
             if self._fd is not None:
                 os.close(self._fd)
                 self._fd = None
+        finally:
+            self.release()
         super().close()

@@ -11,7 +11,7 @@ import pytest
 
 from cni_calico.ctl import output
 from cni_calico.ctl.gotext import go_float
-from cni_calico.ctl.kinds import KINDS, TableContext, by_kind
+from cni_calico.ctl.kinds import KINDS, TableContext, known_kind
 from cni_calico.ctl.summary import Outcome, summarize
 from cni_calico.model.v3 import pool_read_defaults
 from tests.golden import assert_matches_golden
@@ -39,7 +39,7 @@ CALICO_V6_TABLE = ("NAME           CIDR             SELECTOR   \n"
 
 
 def render(kind: str, items: list[dict[str, Any]], fmt: str = "ps", named: bool = False, **kw: Any) -> str:
-    return output.render(by_kind(kind), items, fmt, named=named, revision=7, **kw)  # type: ignore[arg-type]
+    return output.render(known_kind(kind), items, fmt, named=named, revision=7, **kw)
 
 
 def test_pool_tables_are_calicos_character_for_character() -> None:

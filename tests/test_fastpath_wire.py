@@ -6,6 +6,7 @@ import json
 import socket
 import subprocess
 import sys
+from typing import Callable, TypeVar
 
 import pytest
 
@@ -14,8 +15,10 @@ from cni_calico.cni.versions import SUPPORTED_VERSIONS, VERSION_REPLY
 
 from .conftest import REPO
 
+T = TypeVar("T")
 
-def _roundtrip(data: bytes, reader):  # type: ignore[no-untyped-def]
+
+def _roundtrip(data: bytes, reader: Callable[[socket.socket], T]) -> T:
     left, right = socket.socketpair()
     with left, right:
         left.sendall(data)

@@ -223,12 +223,13 @@ def test_a_writer_follows_logrotate(tmp_path: Path, rotation: str) -> None:
     path = tmp_path / "calico-node.log"
     proc = subprocess.Popen([sys.executable, "-c", FOLLOWER, str(REPO), str(path)], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True)
-    assert proc.stdin is not None and proc.stdout is not None
+    stdin, stdout = proc.stdin, proc.stdout
+    assert stdin is not None and stdout is not None
 
     def say(line: str) -> None:
-        proc.stdin.write(line + "\n")  # type: ignore[union-attr]
-        proc.stdin.flush()  # type: ignore[union-attr]
-        assert proc.stdout.readline() == "ok\n"  # type: ignore[union-attr]
+        stdin.write(line + "\n")
+        stdin.flush()
+        assert stdout.readline() == "ok\n"
 
     try:
         say("before")

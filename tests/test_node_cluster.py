@@ -27,6 +27,7 @@ from .conftest import wipe
 pytestmark = [pytest.mark.root, pytest.mark.bird, pytest.mark.etcd]
 
 POOL = "10.65.0.0/16"
+Lab = tuple[Cluster, EtcdDatastore, dict[str, str]]  # the cluster, its datastore, each host's pod address
 
 
 def eventually(what: str, check: Callable[[], bool], timeout: float = 30) -> float:
@@ -61,7 +62,7 @@ def routed_nowhere(cluster: Cluster, cidr: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def lab(etcd_server: PrivateEtcd) -> Iterator[tuple[Cluster, EtcdDatastore, dict[str, str]]]:
+def lab(etcd_server: PrivateEtcd) -> Iterator[Lab]:
     if not etcd_server.healthy():
         etcd_server.kill()
         etcd_server.start()
@@ -81,7 +82,7 @@ def lab(etcd_server: PrivateEtcd) -> Iterator[tuple[Cluster, EtcdDatastore, dict
         wipe(ds)
 
 
-def test_full_mesh_reaches_established_and_pods_reach_each_other(lab) -> None:  # type: ignore[no-untyped-def]
+def test_full_mesh_reaches_established_and_pods_reach_each_other(lab: Lab) -> None:
     cluster, ds, pods = lab
     for host in cluster.hosts:
         others = sorted(h.ip for h in cluster.hosts if h is not host)
@@ -97,7 +98,7 @@ def test_full_mesh_reaches_established_and_pods_reach_each_other(lab) -> None:  
                 assert cluster.ping(src, "p1", pods[dst.name]), f"{src.name}/p1 -> {dst.name}/p1 {pods[dst.name]}"
 
 
-def test_a_new_block_reaches_the_other_kernels_and_release_withdraws_it(lab) -> None:  # type: ignore[no-untyped-def]
+def test_a_new_block_reaches_the_other_kernels_and_release_withdraws_it(lab: Lab) -> None:
     cluster, ds, _ = lab
     a = cluster.hosts[0]
     before = set(block_of(ds, a))
@@ -116,7 +117,7 @@ def test_a_new_block_reaches_the_other_kernels_and_release_withdraws_it(lab) -> 
     assert all(routed_everywhere(cluster, a, b) for b in before)
 
 
-def test_bird_killed_is_restarted_and_routes_return(lab) -> None:  # type: ignore[no-untyped-def]
+def test_bird_killed_is_restarted_and_routes_return(lab: Lab) -> None:
     cluster, ds, pods = lab
     b = cluster.hosts[1]
     old = cluster.bird_pid(b)
@@ -133,7 +134,7 @@ def test_bird_killed_is_restarted_and_routes_return(lab) -> None:  # type: ignor
     assert re.search(r"^calico_node_bird_restarts_total 1\.0$", metrics, re.M), metrics
 
 
-def test_agent_restart_does_not_flap_routes(lab) -> None:  # type: ignore[no-untyped-def]
+def test_agent_restart_does_not_flap_routes(lab: Lab) -> None:
     cluster, ds, pods = lab
     a = cluster.hosts[0]
     watched = {h.name: subprocess.Popen(["ip", "-n", h.netns, "monitor", "route"], stdout=subprocess.PIPE,
@@ -159,7 +160,7 @@ def test_agent_restart_does_not_flap_routes(lab) -> None:  # type: ignore[no-unt
         assert deleted == [], f"{name} lost block routes during the agent restart: {deleted}"
 
 
-def test_removing_a_node_removes_its_peer_and_routes_everywhere(lab) -> None:  # type: ignore[no-untyped-def]
+def test_removing_a_node_removes_its_peer_and_routes_everywhere(lab: Lab) -> None:
     cluster, ds, _ = lab
     c = cluster.hosts[2]
     c_blocks = block_of(ds, c)

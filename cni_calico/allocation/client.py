@@ -162,11 +162,11 @@ class IpamClient:
             if config.max_blocks_per_host and len(affine) >= config.max_blocks_per_host:
                 log.info("node %s holds %d blocks, the limit", self.node, len(affine))
                 break
-            cidr = self._claim_free_block(usable)
-            if cidr is None:
+            claimed = self._claim_free_block(usable)
+            if claimed is None:
                 break
-            affine.append(cidr)
-            got += self._assign_from_block(cidr, request, count - len(got), own_only=True)
+            affine.append(claimed)
+            got += self._assign_from_block(claimed, request, count - len(got), own_only=True)
         if len(got) < count and not config.strict_affinity:  # 3. borrow from other nodes' blocks
             for cidr in self._borrowable_blocks(version, usable):
                 got += self._assign_from_block(cidr, request, count - len(got), own_only=False)

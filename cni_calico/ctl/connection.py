@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 import yaml
 
 from .errors import CtlError
+
+if TYPE_CHECKING:  # imported where used: only commands that reach etcd load its client
+    from ..datastore import EtcdDatastore
 
 DEFAULT_CONFIG = "/etc/calico/calicoctl.cfg"
 DEFAULT_ENDPOINTS = "http://127.0.0.1:2379"
@@ -59,7 +62,7 @@ def resolve(config_path: str | None, env: Mapping[str, str]) -> Connection:
     return from_environment(env)
 
 
-def open_store(connection: Connection):  # type: ignore[no-untyped-def]
+def open_store(connection: Connection) -> EtcdDatastore:
     """The etcd datastore; an unreachable etcd surfaces later as CniError 11 (turned into one line by main)."""
     from ..datastore import EtcdDatastore
     from ..errors import CniError

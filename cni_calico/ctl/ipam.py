@@ -51,9 +51,10 @@ def show(ds: Datastore, out: TextIO, *, show_blocks: bool = False, ip: str | Non
 def _show_ip(ds: Datastore, address: netaddr.IPAddress) -> str:
     block = next((b for b in _blocks(ds, address.version) if address in b.network), None)
     ordinal = block.ordinal(address) if block else None
-    if block is None or ordinal is None or block.allocations[ordinal] is None:
+    index = None if block is None or ordinal is None else block.allocations[ordinal]
+    if block is None or index is None:
         return f"IP {address} is not currently assigned\n"
-    attr = block.attributes[block.allocations[ordinal]]  # type: ignore[index]
+    attr = block.attributes[index]
     attributes = dict(attr.secondary or {})
     if attr.handle_id:
         attributes["handle"] = attr.handle_id
@@ -228,7 +229,8 @@ def _release_leaked(ds: Datastore, out: TextIO, leaked: Sequence[ipam_audit.Repo
     except ValueError as exc:
         raise CtlError(str(exc)) from None
     live = {n.name for n in state.nodes}
-    used, todo = [], []
+    used: list[ipam_audit.ReportedAllocation] = []
+    todo: list[ipam_audit.ReportedAllocation] = []
     for entry in leaked:
         (used if ipam_audit.in_use(entry.ip, entry.handle, owners, live) else todo).append(entry)
     out.write(f"Releasing {len(todo)} old IPs...\n")

@@ -16,7 +16,7 @@ from typing import Any
 import netaddr
 
 from ..datastore import Datastore
-from .kinds import Kind, by_kind
+from .kinds import Kind, known_kind
 
 Row = dict[str, Any]
 SERVER_FIELDS = ("resourceVersion", "creationTimestamp", "uid")
@@ -91,7 +91,7 @@ def find_pool_by_cidr(ds: Datastore, cidr: str) -> str | None:
         wanted = netaddr.IPNetwork(cidr).cidr
     except (netaddr.AddrFormatError, ValueError):
         return None
-    rows, _ = list_all(ds, by_kind("IPPool"), None)  # type: ignore[arg-type]
+    rows, _ = list_all(ds, known_kind("IPPool"), None)
     for row in rows:
         try:
             if netaddr.IPNetwork(row["spec"]["cidr"]).cidr == wanted:

@@ -230,7 +230,7 @@ def latency(etcd: PrivateEtcd, pod_count: int, standalone: bool, rounds: int, ag
         admin.create_pool(ds, "bench-pool", "10.70.0.0/16")
         with Cluster(etcd.port, hosts=1, node_names=["bench-node"]) as cluster:
             host = cluster.hosts[0]
-            agent = cluster.start_agent(host, **agent_env)
+            agent = cluster.start_agent(host, True, **agent_env)
             base = cluster.pod_conf(host)
             calico = str(cluster.bin_dir / "calico")
             cni_path = f"{cluster.bin_dir}:{GO_PLUGINS}"

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from ..allocation.block import AllocationBlock
 from ..datastore import EtcdDatastore
@@ -34,7 +34,7 @@ def banner(text: str) -> None:
     print(f"\n=== {text}", flush=True)
 
 
-def wait_for(what: str, check, timeout: float = 60) -> float:  # type: ignore[no-untyped-def]
+def wait_for(what: str, check: Callable[[], bool], timeout: float = 60) -> float:
     start = time.monotonic()
     while not check():
         if time.monotonic() - start > timeout:
@@ -203,7 +203,7 @@ def policy_demo(cluster: Cluster, addresses: dict[tuple[str, str], str]) -> int:
     return failures
 
 
-def wait_quietly(check, timeout: float) -> bool:  # type: ignore[no-untyped-def]
+def wait_quietly(check: Callable[[], bool], timeout: float) -> bool:
     """True once `check()` holds; False after `timeout` seconds (policy takes effect within one)."""
     deadline = time.monotonic() + timeout
     while not check():

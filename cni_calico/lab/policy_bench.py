@@ -17,7 +17,7 @@ import statistics
 import subprocess
 import time
 import uuid
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 from ..model import v3
 from ..node.policy.apply import NftCommand, NftDataplane, NftLibrary
@@ -28,6 +28,7 @@ from .hosts import NETNS_DIR
 from .iptables_estimate import iptables_equivalent
 
 NAMESPACES = 5
+T = TypeVar("T")
 
 
 def endpoint(i: int) -> Endpoint:
@@ -58,7 +59,7 @@ def synthetic_state(endpoints: int, policies: int) -> PolicyState:
                        nat_pools=("10.64.0.0/10",), all_pools=("10.64.0.0/10",))
 
 
-def _timed(action: Any) -> tuple[float, Any]:
+def _timed(action: Callable[[], T]) -> tuple[float, T]:
     started = time.monotonic()
     value = action()
     return time.monotonic() - started, value

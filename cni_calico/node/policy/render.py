@@ -115,9 +115,18 @@ def _networks(cidrs: Iterable[str], version: int) -> list[Network]:
                   key=lambda n: (int(n.network_address), n.prefixlen))
     kept: list[Network] = []
     for net in nets:
-        if not kept or not net.subnet_of(kept[-1]):  # type: ignore[arg-type]
+        if not kept or not _subnet_of(net, kept[-1]):
             kept.append(net)
     return kept
+
+
+def _subnet_of(net: Network, other: Network) -> bool:
+    """`net` lies inside `other` (never across IP versions)."""
+    if isinstance(net, ipaddress.IPv4Network) and isinstance(other, ipaddress.IPv4Network):
+        return net.subnet_of(other)
+    if isinstance(net, ipaddress.IPv6Network) and isinstance(other, ipaddress.IPv6Network):
+        return net.subnet_of(other)
+    return False
 
 
 def _element(net: Network) -> str:
@@ -183,7 +192,7 @@ def _versions(rule: Rule) -> tuple[int, ...]:
     return tuple(sorted(versions))
 
 
-def _port_spec(ports: list | None) -> str | None:
+def _port_spec(ports: list[int | str] | None) -> str | None:
     """nft port expression for numbers and `a:b` ranges, merged and sorted; None when nothing
     numeric is left (named ports are not matched)."""
     ranges = []
