@@ -25,7 +25,7 @@ def _source_commit() -> str:
         return UNKNOWN
     try:
         found = subprocess.run(["git", "-C", str(tree), "rev-parse", "--short", "HEAD"], capture_output=True,
-                               text=True, timeout=5)
+                               text=True, timeout=5, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return UNKNOWN
     return found.stdout.strip() if found.returncode == 0 and found.stdout.strip() else UNKNOWN

@@ -112,7 +112,7 @@ class SharedLogFile(logging.Handler):
         try:
             line = (self.format(record) + "\n").encode("utf-8", "backslashreplace")
             self._write(line)
-        except Exception:  # logging must never break the call
+        except Exception:  # noqa: BLE001 (logging must never break the call: handleError reports it)
             self.handleError(record)
 
     def _write(self, line: bytes) -> None:

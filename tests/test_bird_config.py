@@ -209,10 +209,11 @@ class BirdHost:
     def start(self, config: str) -> None:
         cfg = self.workdir / "bird.conf"
         cfg.write_text(config)
-        self.proc = subprocess.Popen(  # `ip netns exec` execs BIRD: this PID is BIRD's
-            ["ip", "netns", "exec", self.netns, "bird", "-f", "-c", str(cfg), "-s", self.sock,
-             "-P", str(self.workdir / "bird.pid")],
-            stdout=subprocess.DEVNULL, stderr=open(self.workdir / "stderr", "wb"))
+        with open(self.workdir / "stderr", "wb") as stderr:  # BIRD keeps its own descriptor
+            self.proc = subprocess.Popen(  # `ip netns exec` execs BIRD: this PID is BIRD's
+                ["ip", "netns", "exec", self.netns, "bird", "-f", "-c", str(cfg), "-s", self.sock,
+                 "-P", str(self.workdir / "bird.pid")],
+                stdout=subprocess.DEVNULL, stderr=stderr)
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:

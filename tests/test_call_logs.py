@@ -23,7 +23,8 @@ pytestmark = [pytest.mark.root, pytest.mark.etcd]
 
 K8S_ARGS = "IgnoreUnknown=1;K8S_POD_NAMESPACE=shop;K8S_POD_NAME={pod};K8S_POD_INFRA_CONTAINER_ID={cid}"
 LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} \[(DEBUG|INFO|WARNING|ERROR|CRITICAL)\]\[(\d+)\] "
-                  r"(\S+) \d+: (.*?)((?: Command=\S+ ContainerID=\"[^\"]*\")(?: Namespace=\"[^\"]*\" Pod=\"[^\"]*\")?)?$")
+                  r"(\S+) \d+: (.*?)"
+                  r"((?: Command=\S+ ContainerID=\"[^\"]*\")(?: Namespace=\"[^\"]*\" Pod=\"[^\"]*\")?)?$")
 SUMMARY = re.compile(r"^(calico|calico-ipam) (ADD|DEL|CHECK) (finished|failed) in \d+\.\d ms")
 
 
@@ -150,7 +151,8 @@ def test_calls_served_at_once_each_keep_their_own_identity(served: Lab) -> None:
         # IPAM's line (on a thread of the call's own) and the summary name the call they are about.
         [assigned] = [line for line in lines if line[3].startswith("assigned ") and line[3].endswith(f"net1.{name}")]
         assert assigned[4] == identity("ADD", name, f"pod-{name}")
-        [summary] = [line for line in lines if SUMMARY.match(line[3]) and line[4] == identity("ADD", name, f"pod-{name}")]
+        [summary] = [line for line in lines
+                     if SUMMARY.match(line[3]) and line[4] == identity("ADD", name, f"pod-{name}")]
         assert summary[3].startswith("calico ADD finished")
 
 

@@ -30,10 +30,10 @@ CALICO_POOL = pool("ippool-name1", cidr="10.0.1.0/24", ipipMode="Always", vxlanM
                    nodeSelector="foo == 'bar'")
 CALICO_TABLE = ("NAME           CIDR          SELECTOR       \n"
                 "ippool-name1   10.0.1.0/24   foo == 'bar'")
-CALICO_WIDE = ("NAME           CIDR          NAT     IPIPMODE   VXLANMODE   DISABLED   DISABLEBGPEXPORT   SELECTOR       "
-               "ASSIGNMENTMODE   \n"
-               "ippool-name1   10.0.1.0/24   false   Always     Never       false      false              foo == 'bar'   "
-               "Automatic")
+CALICO_WIDE = ("NAME           CIDR          NAT     IPIPMODE   VXLANMODE   DISABLED   "
+               "DISABLEBGPEXPORT   SELECTOR       ASSIGNMENTMODE   \n"
+               "ippool-name1   10.0.1.0/24   false   Always     Never       false      "
+               "false              foo == 'bar'   Automatic")
 CALICO_V6_TABLE = ("NAME           CIDR             SELECTOR   \n"
                    "ippool-name2   fed0:8001::/64   all()")
 
@@ -55,8 +55,9 @@ def test_every_cell_is_padded_and_a_blank_line_closes_the_table() -> None:
     assert output.table(["NAME"], []) == "NAME   \n\n"
 
 
-@pytest.mark.parametrize("value, text", [(100, "100"), (100.0, "100"), (100.5, "100.5"), (1e6, "1e+06"), (100000, "100000"), (-2.5, "-2.5"),
-                                         (123456789.0, "1.23456789e+08"), (0.00001, "1e-05"), (0.5, "0.5")])
+@pytest.mark.parametrize("value, text", [(100, "100"), (100.0, "100"), (100.5, "100.5"), (1e6, "1e+06"),
+                                         (100000, "100000"), (-2.5, "-2.5"), (123456789.0, "1.23456789e+08"),
+                                         (0.00001, "1e-05"), (0.5, "0.5")])
 def test_orders_print_as_go_prints_a_float(value: float, text: str) -> None:
     assert go_float(float(value)) == text
 

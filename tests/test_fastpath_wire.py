@@ -56,7 +56,7 @@ def test_an_oversized_field_is_refused_before_reading_it() -> None:
 
 def test_version_reply_is_what_json_would_write() -> None:
     assert json.loads(VERSION_REPLY) == {"cniVersion": "1.1.0", "supportedVersions": list(SUPPORTED_VERSIONS)}
-    assert VERSION_REPLY == json.dumps(json.loads(VERSION_REPLY))
+    assert json.dumps(json.loads(VERSION_REPLY)) == VERSION_REPLY
 
 
 @pytest.mark.parametrize("conf, env, expected", [

@@ -185,7 +185,7 @@ def test_many_processes_lose_and_repeat_no_line(tmp_path: Path) -> None:
     # A writer can put the line in flight into a file another one is just rotating: at most one each.
     assert max(f.stat().st_size for f in files) <= max_bytes + processes * longest
     # And each process's lines stay in order across the files.
-    order = [line for f in sorted(files[1:]) + [path] for line in f.read_text().split("\n") if line]
+    order = [line for f in [*sorted(files[1:]), path] for line in f.read_text().split("\n") if line]
     for n in range(processes):
         mine = [int(line.split()[3]) for line in order if line.startswith(f"writer {n} ")]
         assert mine == sorted(mine)

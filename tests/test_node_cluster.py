@@ -6,6 +6,7 @@ the mesh healthy for the next, except the last, which deletes a node.
 
 from __future__ import annotations
 
+import functools
 import re
 import signal
 import subprocess
@@ -41,11 +42,17 @@ def eventually(what: str, check: Callable[[], bool], timeout: float = 30) -> flo
 
 def established_peers(cluster: Cluster, host: Host) -> list[str]:
     out = cluster.calicoctl(host, "node", "status").stdout
-    return sorted(m.group(1) for m in re.finditer(r"\| (\S+)\s+\| node-to-node mesh \| up\s+\| \S+\s+\| Established", out))
+    return sorted(m.group(1)
+                  for m in re.finditer(r"\| (\S+)\s+\| node-to-node mesh \| up\s+\| \S+\s+\| Established", out))
+
+
+def peered_with(cluster: Cluster, host: Host, wanted: list[str]) -> bool:
+    return established_peers(cluster, host) == wanted
 
 
 def block_of(ds: EtcdDatastore, host: Host) -> list[str]:
-    return sorted(str(keys.cidr_from_segment(kv.key.rsplit("/", 1)[1])) for kv in ds.list(keys.affinity_prefix(host.name, 4)))
+    return sorted(str(keys.cidr_from_segment(kv.key.rsplit("/", 1)[1]))
+                  for kv in ds.list(keys.affinity_prefix(host.name, 4)))
 
 
 def routed_everywhere(cluster: Cluster, owner: Host, cidr: str) -> bool:
@@ -55,6 +62,10 @@ def routed_everywhere(cluster: Cluster, owner: Host, cidr: str) -> bool:
         if want not in table:
             return False
     return True
+
+
+def unrouted_on(cluster: Cluster, host: Host, cidr: str) -> bool:
+    return f"{cidr} " not in cluster.routes(host)
 
 
 def routed_nowhere(cluster: Cluster, cidr: str) -> bool:
@@ -86,12 +97,12 @@ def test_full_mesh_reaches_established_and_pods_reach_each_other(lab: Lab) -> No
     cluster, ds, pods = lab
     for host in cluster.hosts:
         others = sorted(h.ip for h in cluster.hosts if h is not host)
-        eventually(f"{host.name} Established with {others}", lambda: established_peers(cluster, host) == others)
+        eventually(f"{host.name} Established with {others}", functools.partial(peered_with, cluster, host, others))
         assert cluster.readiness(host)[0] == 200
     for host in cluster.hosts:
         block = block_of(ds, host)
         assert len(block) == 1
-        eventually(f"{block[0]} routed everywhere", lambda: routed_everywhere(cluster, host, block[0]))
+        eventually(f"{block[0]} routed everywhere", functools.partial(routed_everywhere, cluster, host, block[0]))
     for src in cluster.hosts:
         for dst in cluster.hosts:
             if src is not dst:
@@ -128,7 +139,7 @@ def test_bird_killed_is_restarted_and_routes_return(lab: Lab) -> None:
     eventually("sessions back", lambda: established_peers(cluster, b) == others)
     for host in cluster.hosts:
         for cidr in block_of(ds, host):
-            eventually(f"{cidr} routed", lambda: routed_everywhere(cluster, host, cidr))
+            eventually(f"{cidr} routed", functools.partial(routed_everywhere, cluster, host, cidr))
     assert cluster.ping(b, "p1", pods[cluster.hosts[0].name])
     metrics = cluster.readiness(b, "/metrics")[1]
     assert re.search(r"^calico_node_bird_restarts_total 1\.0$", metrics, re.M), metrics
@@ -173,8 +184,8 @@ def test_removing_a_node_removes_its_peer_and_routes_everywhere(lab: Lab) -> Non
     survivors = [h for h in cluster.hosts if h is not c]
     for host in survivors:
         want = sorted(h.ip for h in survivors if h is not host)
-        eventually(f"{host.name} without {c.name}'s peer", lambda: established_peers(cluster, host) == want)
+        eventually(f"{host.name} without {c.name}'s peer", functools.partial(peered_with, cluster, host, want))
         status = cluster.calicoctl(host, "node", "status").stdout
         assert c.ip not in status
         for cidr in c_blocks:
-            eventually(f"{cidr} gone from {host.name}", lambda: f"{cidr} " not in cluster.routes(host))
+            eventually(f"{cidr} gone from {host.name}", functools.partial(unrouted_on, cluster, host, cidr))

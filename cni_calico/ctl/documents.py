@@ -145,17 +145,23 @@ def _expand_items(items: Any, parent: dict[str, Any] | None) -> Iterator[Any]:
     if not isinstance(items, list):
         yield _NotAList(items)
         return
-    for item in items:
-        if isinstance(item, dict) and parent is not None:
-            # items of a List take its apiVersion (and, in an IPPoolList, its kind) when they lack one
-            if "apiVersion" in parent:
-                item = {"apiVersion": parent["apiVersion"], **item}
-            if parent["kind"] != "List":
-                item = {"kind": parent["kind"][:-len("List")], **item}
+    for listed in items:
+        item = _inheriting(listed, parent)
         if _is_list(item):
             yield from _expand_items(_items(item), item)
         else:
             yield item
+
+
+def _inheriting(item: Any, parent: dict[str, Any] | None) -> Any:
+    """Items of a List take its apiVersion (and, in an IPPoolList, its kind) when they lack one."""
+    if not isinstance(item, dict) or parent is None:
+        return item
+    if "apiVersion" in parent:
+        item = {"apiVersion": parent["apiVersion"], **item}
+    if parent["kind"] != "List":
+        item = {"kind": parent["kind"][:-len("List")], **item}
+    return item
 
 
 @dataclass(frozen=True)

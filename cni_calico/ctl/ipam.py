@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Sequence, TextIO, TypeVar
 
 import netaddr
@@ -71,10 +71,10 @@ def usage_table(usage: Sequence[ipam_audit.PoolUsage], show_blocks: bool) -> str
     rows: list[list[str]] = []
     for pool in usage:
         if pool.cidr is not None:  # the group of blocks outside every pool has no row of its own
-            rows.append(_usage_row("IP Pool", str(pool.cidr), pool.in_use, pool.capacity)
-                        + ([""] if show_blocks else []))
+            row = _usage_row("IP Pool", str(pool.cidr), pool.in_use, pool.capacity)
+            rows.append([*row, ""] if show_blocks else row)
         if show_blocks:
-            rows += [_usage_row("Block", str(b.cidr), b.in_use, b.capacity) + [b.node or "<none>"]
+            rows += [[*_usage_row("Block", str(b.cidr), b.in_use, b.capacity), b.node or "<none>"]
                      for b in pool.blocks]
     return render_table(header, rows)
 
@@ -88,7 +88,7 @@ def _usage_row(grouping: str, cidr: str, in_use: int, capacity: int) -> list[str
 
 
 def _go_g5(n: int) -> str:
-    return "%.5g" % float(n)
+    return f"{float(n):.5g}"
 
 
 
@@ -111,7 +111,7 @@ def check(ds: Datastore, out: TextIO, *, report_path: str | None = None, show_pr
     out.write(check_text(result, show_problem_ips))
     if report_path:
         report = ipam_audit.build_report(result, revision=state.revision, generated_by=f"calicoctl v{__version__}",
-                                         timestamp=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+                                         timestamp=datetime.now(UTC).isoformat(timespec="seconds"))
         try:
             with open(report_path, "w", encoding="utf-8") as f:
                 json.dump(report, f, indent=2)

@@ -184,7 +184,7 @@ KINDS = (
 
 _BY_ALIAS: dict[str, Kind] = {}
 for _kind in KINDS:
-    for _alias in _kind.aliases + (_kind.name.lower(),):
+    for _alias in (*_kind.aliases, _kind.name.lower()):
         _BY_ALIAS[_alias] = _kind
 _BY_NAME = {kind.name: kind for kind in KINDS}
 

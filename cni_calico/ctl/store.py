@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import netaddr
@@ -117,7 +117,7 @@ def create(ds: Datastore, kind: Kind, stored: Row) -> Row:
     ref = ref_of(kind, stored)
     row = _content(stored)
     if kind.name != "IPAMConfiguration":
-        row["metadata"]["creationTimestamp"] = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        row["metadata"]["creationTimestamp"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         row["metadata"]["uid"] = str(uuid.uuid4())
     if not ds.create(ref.key, kind.encode(row)):
         raise already_exists(ref)

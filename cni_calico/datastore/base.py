@@ -64,7 +64,7 @@ class Watch:
             self.cancelled = True
             try:
                 self._cancel()
-            except Exception as exc:  # the stream may already be gone with etcd; nothing to undo
+            except Exception as exc:  # noqa: BLE001 (the stream may already be gone with etcd; nothing to undo)
                 log.debug("cancelling a watch: %s", exc)
             self._queue.put(None)
 

@@ -8,6 +8,7 @@ Everything it starts is stopped on the way out (normal exit, error or Ctrl-C).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -185,11 +186,14 @@ def policy_demo(cluster: Cluster, addresses: dict[tuple[str, str], str]) -> int:
     targets = [(name, pod, ip) for (name, pod), ip in addresses.items() if name == last.name]
     failures = 0
 
+    def pings_as_wanted(ip: str, wanted: str) -> bool:
+        return cluster.ping(first, "pod1", ip) == (wanted == "ok")
+
     def ping_all(expect_blocked: set[str]) -> None:
         nonlocal failures
         for name, pod, ip in targets:
             wanted = "blocked" if pod in expect_blocked else "ok"
-            ok = wait_quietly(lambda: cluster.ping(first, "pod1", ip) == (wanted == "ok"), 3)
+            ok = wait_quietly(functools.partial(pings_as_wanted, ip, wanted), 3)
             failures += not ok
             print(f"  {first.name}/pod1 -> {name}/{pod} ({ip}): {wanted if ok else 'UNEXPECTED'}")
 

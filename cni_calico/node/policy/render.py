@@ -42,7 +42,7 @@ import hashlib
 import ipaddress
 import re
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Union
+from typing import Iterable, Mapping
 
 from ...model.v3 import EntityRule, ProfileSpec, Rule
 from .model import (
@@ -74,7 +74,7 @@ _PROTOCOLS = {"TCP": "tcp", "UDP": "udp", "ICMP": "icmp", "ICMPv6": "ipv6-icmp",
               "SCTP": "sctp", "UDPLite": "udplite"}
 _ICMP_FAMILY = {"icmp": 4, "1": 4, "ipv6-icmp": 6, "58": 6}
 
-Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 # ------------------------------------------------------------------ small helpers
@@ -379,7 +379,8 @@ def _signature_chain(sig: _Signature, profiles: Mapping[str, ProfileSpec]) -> Ch
     for profile in sig.profiles:
         if profile not in profiles:
             continue  # an unknown profile has no rules
-        rules.append(f"jump {profile_chain_name(profile, sig.direction)} comment {quoted_comment(f'profile:{profile}')}")
+        chain = profile_chain_name(profile, sig.direction)
+        rules.append(f"jump {chain} comment {quoted_comment(f'profile:{profile}')}")
         rules.append(f"{_mark_is(MARK_ACCEPT, True)} return comment {quoted_comment('allowed by profile')}")
     rules.append(f"drop comment {quoted_comment('no profile allowed')}")
     return Chain(tuple(rules), sig.comment())
