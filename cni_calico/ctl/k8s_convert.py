@@ -15,6 +15,7 @@ from typing import Any, Literal, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from ..ipnets import Network, subnet_of
 from ..model import v3
 
 API_VERSION = "networking.k8s.io/v1"
@@ -292,7 +293,6 @@ def _types(spec: NetworkPolicySpec) -> list[str]:
 
 # A port inside the conversion: a name, or a numeric (first, last) range (one port: first == last).
 _Port = str | tuple[int, int]
-_Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def _rule(rule: IngressRule | EgressRule, path: str) -> list[dict[str, Any]]:
@@ -351,7 +351,7 @@ def _ip_block(block: IPBlock, path: str) -> dict[str, Any]:
     excepted = []
     for i, text in enumerate(block.except_ or ()):
         subnet = _cidr(text, f"{path}.except[{i}]")
-        if not _subnet_of(subnet, network) or subnet.prefixlen <= network.prefixlen:
+        if not subnet_of(subnet, network) or subnet.prefixlen <= network.prefixlen:
             raise ConversionError(f"{path}.except[{i}]", f"{text!r} is not a strict subset of the cidr {network}")
         excepted.append(str(subnet))
     if excepted:
@@ -359,16 +359,7 @@ def _ip_block(block: IPBlock, path: str) -> dict[str, Any]:
     return entity
 
 
-def _subnet_of(net: _Network, other: _Network) -> bool:
-    """`net` lies inside `other` (never across IP versions)."""
-    if isinstance(net, ipaddress.IPv4Network) and isinstance(other, ipaddress.IPv4Network):
-        return net.subnet_of(other)
-    if isinstance(net, ipaddress.IPv6Network) and isinstance(other, ipaddress.IPv6Network):
-        return net.subnet_of(other)
-    return False
-
-
-def _cidr(text: str, path: str) -> _Network:
+def _cidr(text: str, path: str) -> Network:
     """`address/prefix` as Go's ParseCIDR reads it (a decimal prefix, no zone); host bits are
     masked off, as Calico does (Kubernetes accepts them)."""
     _, slash, prefix = text.partition("/")

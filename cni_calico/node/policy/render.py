@@ -44,6 +44,7 @@ import re
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
+from ...ipnets import Network, subnet_of
 from ...model.v3 import EntityRule, ProfileSpec, Rule
 from .model import (
     EGRESS,
@@ -74,7 +75,6 @@ _PROTOCOLS = {"TCP": "tcp", "UDP": "udp", "ICMP": "icmp", "ICMPv6": "ipv6-icmp",
               "SCTP": "sctp", "UDPLite": "udplite"}
 _ICMP_FAMILY = {"icmp": 4, "1": 4, "ipv6-icmp": 6, "58": 6}
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 # ------------------------------------------------------------------ small helpers
@@ -115,18 +115,9 @@ def _networks(cidrs: Iterable[str], version: int) -> list[Network]:
                   key=lambda n: (int(n.network_address), n.prefixlen))
     kept: list[Network] = []
     for net in nets:
-        if not kept or not _subnet_of(net, kept[-1]):
+        if not kept or not subnet_of(net, kept[-1]):
             kept.append(net)
     return kept
-
-
-def _subnet_of(net: Network, other: Network) -> bool:
-    """`net` lies inside `other` (never across IP versions)."""
-    if isinstance(net, ipaddress.IPv4Network) and isinstance(other, ipaddress.IPv4Network):
-        return net.subnet_of(other)
-    if isinstance(net, ipaddress.IPv6Network) and isinstance(other, ipaddress.IPv6Network):
-        return net.subnet_of(other)
-    return False
 
 
 def _element(net: Network) -> str:
