@@ -1,4 +1,4 @@
-# cni-calico: `make demo` runs the main job, `make test` passes every test tier.
+# cni-calico: `make demo` runs the main job, `make test` passes the static checks and every test tier.
 # Both install what they need on a fresh Debian machine: system packages (apt) and a virtualenv.
 
 # Debian's own interpreter when there is one: it is built with PGO and LTO, and starts and runs
@@ -15,7 +15,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SYSTEM_PACKAGES := etcd-server etcd-client iproute2 iputils-ping nftables containernetworking-plugins \
 	podman runc busybox-static iptables util-linux bird2 python3-venv libpython3-dev
 
-.PHONY: all system-deps venv build install test test-unit demo demo-clean bench clean
+.PHONY: all system-deps venv build install lint test test-unit demo demo-clean bench clean
 
 all: test
 
@@ -87,9 +87,14 @@ install: build
 	  install -m 0644 examples/10-calico.conf $(DESTDIR)$(CNI_CONF_DIR)/10-calico.conf; fi
 	@echo "installed into $(DESTDIR)$(CNI_BIN_DIR) and $(DESTDIR)$(BIN_DIR)"
 
-# All tiers: pure unit tests, real etcd, namespaces, BIRD, podman; the end-to-end tests exec the
-# frozen binaries. No tests collected is a failure.
-test: venv build
+# Static checks: ruff on the package and the tests, mypy (strict, settings in pyproject.toml) on the
+# package. Both run, and either failing fails.
+lint: venv
+	@rc=0; $(BIN)/ruff check cni_calico tests || rc=1; $(BIN)/mypy || rc=1; exit $$rc
+
+# The static checks, then all tiers: pure unit tests, real etcd, namespaces, BIRD, podman; the
+# end-to-end tests exec the frozen binaries. No tests collected is a failure.
+test: venv lint build
 	@CNI_CALICO_FROZEN=1 $(BIN)/pytest -q; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
 
@@ -112,4 +117,4 @@ bench: venv build
 	CNI_CALICO_FROZEN=1 $(BIN)/python -m cni_calico.lab.bench
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

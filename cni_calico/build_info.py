@@ -13,7 +13,7 @@ UNKNOWN = "unknown"
 def build_info() -> tuple[str, str]:
     """(git commit, build date)."""
     try:
-        from ._build import BUILD_DATE, GIT_COMMIT  # type: ignore[import-not-found]
+        from ._build import BUILD_DATE, GIT_COMMIT
     except ImportError:
         return _source_commit(), UNKNOWN
     return GIT_COMMIT, BUILD_DATE
@@ -25,7 +25,7 @@ def _source_commit() -> str:
         return UNKNOWN
     try:
         found = subprocess.run(["git", "-C", str(tree), "rev-parse", "--short", "HEAD"], capture_output=True,
-                               text=True, timeout=5)
+                               text=True, timeout=5, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return UNKNOWN
     return found.stdout.strip() if found.returncode == 0 and found.stdout.strip() else UNKNOWN

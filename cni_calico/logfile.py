@@ -112,7 +112,7 @@ class SharedLogFile(logging.Handler):
         try:
             line = (self.format(record) + "\n").encode("utf-8", "backslashreplace")
             self._write(line)
-        except Exception:  # logging must never break the call
+        except Exception:  # noqa: BLE001 (logging must never break the call: handleError reports it)
             self.handleError(record)
 
     def _write(self, line: bytes) -> None:
@@ -164,8 +164,11 @@ class SharedLogFile(logging.Handler):
                 pass
 
     def close(self) -> None:
-        with self.lock:  # type: ignore[union-attr]
+        self.acquire()  # Handler's own lock, as handle() holds it
+        try:
             if self._fd is not None:
                 os.close(self._fd)
                 self._fd = None
+        finally:
+            self.release()
         super().close()

@@ -46,11 +46,12 @@ def parse_level(name: str) -> int:
     return int(getattr(logging, _ALIASES.get(name.lower(), name.upper())))
 
 
-class LogSettings:
+class LogSettings:  # noqa: PLW1641 (mutable and compared by value: deliberately not hashable)
     """Where and how much a process logs. A plain class: a dataclass costs ~0.7 ms to define, paid
     by every CNI call (skel imports this module first thing)."""
 
-    __slots__ = ("level", "libraries_level", "file_path", "max_size_mb", "max_age_days", "max_count")
+    # In the constructor's order, which __repr__ follows.
+    __slots__ = ("level", "libraries_level", "file_path", "max_size_mb", "max_age_days", "max_count")  # noqa: RUF023
 
     def __init__(self, level: int = logging.WARNING, libraries_level: int | None = None, file_path: str | None = None,
                  max_size_mb: int = DEFAULT_MAX_SIZE_MB, max_age_days: int = DEFAULT_MAX_AGE_DAYS,
@@ -146,14 +147,14 @@ class CallFormatter(logging.Formatter):
     def __init__(self) -> None:
         super().__init__(_FORMAT, _DATE_FORMAT)
 
-    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
+    def formatMessage(self, record: logging.LogRecord) -> str:  # logging's name
         return super().formatMessage(record) + _call.get()
 
 
 # ------------------------------------------------------------------ destinations
 
 def keep_process_logging() -> None:
-    global _kept
+    global _kept  # noqa: PLW0603 (process-wide, as logging's own configuration is)
     _kept = True
 
 
@@ -167,7 +168,7 @@ def configure_call(config: Mapping[str, Any]) -> None:
 
 def configure(settings: LogSettings) -> None:
     """Route this process's logs; calling it again replaces the previous destination."""
-    global _handler
+    global _handler  # noqa: PLW0603 (process-wide, as logging's own configuration is)
     if _kept:
         return
     root = logging.getLogger()

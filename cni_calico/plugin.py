@@ -31,6 +31,7 @@ from .cni.identity import (
     determine_nodename,
     endpoint_name,
     endpoint_namespace,
+    handle_id,
     host_veth_name,
 )
 from .cni.locks import attachment_lock_path, host_lock
@@ -99,7 +100,7 @@ class Attachment:
 
     @property
     def handle(self) -> str:
-        return calico_ipam.handle_id(self.conf.name, self.args.container_id)
+        return handle_id(self.conf.name, self.args.container_id)
 
 
 class CalicoPlugin:
@@ -136,14 +137,14 @@ class CalicoPlugin:
             # keys, all at once (at IPAM's first read, under its lock).
             reads, prefixes = calico_ipam.first_reads(att.conf, args.container_id, att.node) \
                 if att.uses_calico_ipam else ([], [])
-            ds = Prefetched(ds, [*reads, att.endpoint_key, profile_key(_endpoint_profile(att))], prefixes)
+            batched = Prefetched(ds, [*reads, att.endpoint_key, profile_key(_endpoint_profile(att))], prefixes)
             if wiring.exists():
-                existing = self._existing_attachment(att, ds, wiring)
+                existing = self._existing_attachment(att, batched, wiring)
                 if existing is not None:
                     return existing.encode(att.conf.cniVersion)
             undo = UndoStack()  # unwound while the sockets its steps use are still open
             try:
-                result = self._add(att, ds, wiring, undo)
+                result = self._add(att, batched, wiring, undo)
             except BaseException:
                 failed = undo.unwind()
                 if failed:
@@ -338,7 +339,8 @@ def _write_with_profile(ds: Datastore, key: str, endpoint: str, profile: Profile
     name = profile.metadata.name
     profile_at = profile_key(name)
     found = ds.get_many([key, profile_at])
-    expect = {key: found[key].mod_revision if found[key] else 0}
+    current = found[key]
+    expect = {key: current.mod_revision if current else 0}
     stored = found[profile_at]
     try:
         document = profile_to_write(stored.value if stored else None, profile)
@@ -407,7 +409,7 @@ def delegate(plugin: str, command: str, args: CmdArgs) -> dict[str, Any]:
         raise CniError(DELEGATE_FAILURE, f"IPAM plugin {plugin!r} not found in CNI_PATH",
                        f"searched {':'.join(args.path) or '(empty CNI_PATH)'}")
     env = {**args.env, "CNI_COMMAND": command}
-    proc = subprocess.run([binary], input=args.stdin_data, capture_output=True, env=env, timeout=120)
+    proc = subprocess.run([binary], input=args.stdin_data, capture_output=True, env=env, timeout=120, check=False)
     out = proc.stdout.decode().strip()
     try:
         reply = json.loads(out) if out else {}

@@ -29,12 +29,13 @@ def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
         cells.append(wrapped)
 
     rule = "+" + "+".join("-" * (w + 2) for w in widths) + "+\n"
-    out = [rule, "|" + "|".join(f" {_centre(h.upper(), w)} " for h, w in zip(headers, widths)) + "|\n", rule]
+    headings = "|" + "|".join(f" {_centre(h.upper(), w)} " for h, w in zip(headers, widths, strict=True)) + "|\n"
+    out = [rule, headings, rule]
     for wrapped in cells:
         height = max(len(lines) for lines in wrapped)
         for i in range(height):
             parts = []
-            for lines, w in zip(wrapped, widths):
+            for lines, w in zip(wrapped, widths, strict=True):
                 text = lines[i] if i < len(lines) else ""
                 parts.append(f" {text.rjust(w) if _NUMBER.match(text.strip()) else text.ljust(w)} ")
             out.append("|" + "|".join(parts) + "|\n")

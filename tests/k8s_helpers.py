@@ -40,7 +40,8 @@ def raw(api: K8sApiServer, method: str, path: str, body: Any = None, *, headers:
         connection.close()
 
 
-def watch_lines(api: K8sApiServer, path: str, *, stop_after: int | None = None, timeout: float = 30) -> list[dict[str, Any]]:
+def watch_lines(api: K8sApiServer, path: str, *, stop_after: int | None = None, timeout: float = 30
+                ) -> list[dict[str, Any]]:
     """A raw watch: the events until the server ends the stream (or `stop_after` events)."""
     connection = http.client.HTTPSConnection(api.host, api.port, timeout=timeout, context=api.client_ssl_context())
     try:

@@ -8,6 +8,7 @@ import select
 import subprocess
 import sys
 import time
+from typing import Callable
 
 # A TCP server answering "ok" to every connection, and a UDP server printing each datagram's
 # source address: the listener runs inside the pod's namespace, as the pod's own process would.
@@ -103,7 +104,7 @@ def received(listener: subprocess.Popen[str], wait: float = 1.5) -> list[tuple[s
     return [(parts[0], parts[1] if len(parts) > 1 else "") for parts in lines]
 
 
-def eventually(check, expected: bool, within: float) -> float | None:  # type: ignore[no-untyped-def]
+def eventually(check: Callable[[], bool], expected: bool, within: float) -> float | None:
     """Seconds from now to the start of the first `check()` that returned `expected` (a blocked
     connection only reports after its timeout: what counts is when its packets were sent), or
     None if none did within `within`."""

@@ -15,7 +15,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 
@@ -187,9 +187,9 @@ def test_ipv6_is_ignored() -> None:
     {"blocks": ("10.0.0.0/33",)}, {"pools": (Pool("nonsense"),)}, {"tunnel_device": "tun l0"},
     {"peers": (Peer("192.0.2.2", 64512, "mystery"),)}, {"peers": (Peer("192.0.2.x", 64512, PEER_GLOBAL),)},
 ])
-def test_invalid_input_is_refused(change: dict[str, object]) -> None:
+def test_invalid_input_is_refused(change: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
-        render(dataclasses.replace(CASES["mesh_2_nodes"], **change))  # type: ignore[arg-type]
+        render(dataclasses.replace(CASES["mesh_2_nodes"], **change))
 
 
 # ---------------------------------------------------------------- two real BIRDs
@@ -209,10 +209,11 @@ class BirdHost:
     def start(self, config: str) -> None:
         cfg = self.workdir / "bird.conf"
         cfg.write_text(config)
-        self.proc = subprocess.Popen(  # `ip netns exec` execs BIRD: this PID is BIRD's
-            ["ip", "netns", "exec", self.netns, "bird", "-f", "-c", str(cfg), "-s", self.sock,
-             "-P", str(self.workdir / "bird.pid")],
-            stdout=subprocess.DEVNULL, stderr=open(self.workdir / "stderr", "wb"))
+        with open(self.workdir / "stderr", "wb") as stderr:  # BIRD keeps its own descriptor
+            self.proc = subprocess.Popen(  # `ip netns exec` execs BIRD: this PID is BIRD's
+                ["ip", "netns", "exec", self.netns, "bird", "-f", "-c", str(cfg), "-s", self.sock,
+                 "-P", str(self.workdir / "bird.pid")],
+                stdout=subprocess.DEVNULL, stderr=stderr)
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:

@@ -153,7 +153,7 @@ def hosts() -> Iterator[tuple[Host, Host]]:
             for daemon in host.daemons:
                 try:
                     daemon.stop()
-                except Exception:  # cleanup goes on: the PIDs below are the backstop
+                except Exception:  # noqa: BLE001 (cleanup goes on: the PIDs below are the backstop)
                     pass
         for pid in pids:
             if bird_running(pid, str(work)):
@@ -310,7 +310,7 @@ def test_control_on_a_missing_or_dead_socket_says_bird_is_not_running(tmp_path: 
         listener = socket.socket(socket.AF_UNIX)
         listener.bind(str(stale))
         listener.close()
-        with pytest.raises(BirdError, match="BIRD is not running .nothing answers"):
+        with pytest.raises(BirdError, match=r"BIRD is not running .nothing answers"):
             BirdControl(stale).protocols()
     finally:
         shutil.rmtree(stale.parent)

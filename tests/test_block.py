@@ -120,12 +120,13 @@ def test_assign_when_full_returns_no_addresses_and_the_same_content():
 
 def test_assign_records_attributes_and_sequence_numbers():
     block = AllocationBlock.new(V4, "n")
-    new, addrs = block.assign(2, "net.c1", ATTRS)
+    new, _addrs = block.assign(2, "net.c1", ATTRS)
     assert new.attributes == [Attribute(handle_id="net.c1", secondary=ATTRS)]
     assert new.allocations[:3] == [0, 0, None]
     assert new.sequenceNumber == block.sequenceNumber + 1
     assert new.sequenceNumberForAllocation == {"0": new.sequenceNumber, "1": new.sequenceNumber}
-    assert [(str(a), attr.handle_id) for a, attr in new.allocated()] == [("10.65.1.0", "net.c1"), ("10.65.1.1", "net.c1")]
+    assert [(str(a), attr.handle_id) for a, attr in new.allocated()] == [("10.65.1.0", "net.c1"),
+                                                                         ("10.65.1.1", "net.c1")]
 
 
 def test_assign_without_attributes_stores_null_secondary():

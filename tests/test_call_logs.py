@@ -8,7 +8,7 @@ import re
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, NotRequired, TypedDict
 
 import pytest
 
@@ -23,8 +23,18 @@ pytestmark = [pytest.mark.root, pytest.mark.etcd]
 
 K8S_ARGS = "IgnoreUnknown=1;K8S_POD_NAMESPACE=shop;K8S_POD_NAME={pod};K8S_POD_INFRA_CONTAINER_ID={cid}"
 LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} \[(DEBUG|INFO|WARNING|ERROR|CRITICAL)\]\[(\d+)\] "
-                  r"(\S+) \d+: (.*?)((?: Command=\S+ ContainerID=\"[^\"]*\")(?: Namespace=\"[^\"]*\" Pod=\"[^\"]*\")?)?$")
+                  r"(\S+) \d+: (.*?)"
+                  r"((?: Command=\S+ ContainerID=\"[^\"]*\")(?: Namespace=\"[^\"]*\" Pod=\"[^\"]*\")?)?$")
 SUMMARY = re.compile(r"^(calico|calico-ipam) (ADD|DEL|CHECK) (finished|failed) in \d+\.\d ms")
+
+
+class Call(TypedDict):
+    """Lab.cni's keyword arguments that say which container a call is for."""
+
+    container_id: str
+    netns: str
+    args: NotRequired[str]
+    ifname: NotRequired[str]
 
 
 def identity(command: str, cid: str, pod: str = "") -> str:
@@ -70,8 +80,8 @@ def test_every_line_of_a_call_names_it_and_each_call_sums_up_once(lab: Lab, tmp_
     log_file = tmp_path / "calico" / "cni.log"
     conf = lab.conf(log_level="debug", log_file_path=str(log_file))
     pod_ns, tool_ns = lab.pod("web"), lab.pod("tool")
-    web = {"container_id": "c0ffee01", "netns": pod_ns, "args": K8S_ARGS.format(pod="web-0", cid="c0ffee01")}
-    calls = [  # (command, keyword arguments, plugin, identity)
+    web: Call = {"container_id": "c0ffee01", "netns": pod_ns, "args": K8S_ARGS.format(pod="web-0", cid="c0ffee01")}
+    calls: list[tuple[str, Call, str, str]] = [  # (command, keyword arguments, plugin, identity)
         ("ADD", web, "calico", identity("ADD", "c0ffee01", "web-0")),
         ("ADD", {"container_id": "cnitool-7", "netns": tool_ns}, "calico", identity("ADD", "cnitool-7")),
         ("ADD", {"container_id": "ipam-only", "netns": tool_ns, "ifname": "net9"}, "calico-ipam",
@@ -82,7 +92,7 @@ def test_every_line_of_a_call_names_it_and_each_call_sums_up_once(lab: Lab, tmp_
          identity("DEL", "ipam-only")),
     ]
     for command, kwargs, plugin, _ in calls:
-        status, out, err = lab.cni(command, conf, plugin=plugin, **kwargs)  # type: ignore[arg-type]
+        status, out, err = lab.cni(command, conf, plugin=plugin, **kwargs)
         assert status == 0, (command, kwargs, out, err)
 
     lines = parsed(Path(f"{lab.workdir}/agent.log") if lab.fast_path else log_file)
@@ -141,7 +151,8 @@ def test_calls_served_at_once_each_keep_their_own_identity(served: Lab) -> None:
         # IPAM's line (on a thread of the call's own) and the summary name the call they are about.
         [assigned] = [line for line in lines if line[3].startswith("assigned ") and line[3].endswith(f"net1.{name}")]
         assert assigned[4] == identity("ADD", name, f"pod-{name}")
-        [summary] = [line for line in lines if SUMMARY.match(line[3]) and line[4] == identity("ADD", name, f"pod-{name}")]
+        [summary] = [line for line in lines
+                     if SUMMARY.match(line[3]) and line[4] == identity("ADD", name, f"pod-{name}")]
         assert summary[3].startswith("calico ADD finished")
 
 

@@ -21,7 +21,7 @@ from cni_calico.errors import DECODING_FAILURE, INVALID_NETWORK_CONFIG, CniError
 LEGACY = ["0.1.0", "0.2.0"]
 WITH_IP_VERSION = ["0.3.0", "0.3.1", "0.4.0"]
 CURRENT = ["1.0.0", "1.1.0"]
-assert LEGACY + WITH_IP_VERSION + CURRENT == list(SUPPORTED_VERSIONS)
+assert list(SUPPORTED_VERSIONS) == LEGACY + WITH_IP_VERSION + CURRENT
 
 DUAL = Result(
     interfaces=[Interface(name="cali1234567890a", mac="ee:ee:ee:ee:ee:ee"),

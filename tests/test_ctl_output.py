@@ -11,7 +11,7 @@ import pytest
 
 from cni_calico.ctl import output
 from cni_calico.ctl.gotext import go_float
-from cni_calico.ctl.kinds import KINDS, TableContext, by_kind
+from cni_calico.ctl.kinds import KINDS, TableContext, known_kind
 from cni_calico.ctl.summary import Outcome, summarize
 from cni_calico.model.v3 import pool_read_defaults
 from tests.golden import assert_matches_golden
@@ -30,16 +30,16 @@ CALICO_POOL = pool("ippool-name1", cidr="10.0.1.0/24", ipipMode="Always", vxlanM
                    nodeSelector="foo == 'bar'")
 CALICO_TABLE = ("NAME           CIDR          SELECTOR       \n"
                 "ippool-name1   10.0.1.0/24   foo == 'bar'")
-CALICO_WIDE = ("NAME           CIDR          NAT     IPIPMODE   VXLANMODE   DISABLED   DISABLEBGPEXPORT   SELECTOR       "
-               "ASSIGNMENTMODE   \n"
-               "ippool-name1   10.0.1.0/24   false   Always     Never       false      false              foo == 'bar'   "
-               "Automatic")
+CALICO_WIDE = ("NAME           CIDR          NAT     IPIPMODE   VXLANMODE   DISABLED   "
+               "DISABLEBGPEXPORT   SELECTOR       ASSIGNMENTMODE   \n"
+               "ippool-name1   10.0.1.0/24   false   Always     Never       false      "
+               "false              foo == 'bar'   Automatic")
 CALICO_V6_TABLE = ("NAME           CIDR             SELECTOR   \n"
                    "ippool-name2   fed0:8001::/64   all()")
 
 
 def render(kind: str, items: list[dict[str, Any]], fmt: str = "ps", named: bool = False, **kw: Any) -> str:
-    return output.render(by_kind(kind), items, fmt, named=named, revision=7, **kw)  # type: ignore[arg-type]
+    return output.render(known_kind(kind), items, fmt, named=named, revision=7, **kw)
 
 
 def test_pool_tables_are_calicos_character_for_character() -> None:
@@ -55,8 +55,9 @@ def test_every_cell_is_padded_and_a_blank_line_closes_the_table() -> None:
     assert output.table(["NAME"], []) == "NAME   \n\n"
 
 
-@pytest.mark.parametrize("value, text", [(100, "100"), (100.0, "100"), (100.5, "100.5"), (1e6, "1e+06"), (100000, "100000"), (-2.5, "-2.5"),
-                                         (123456789.0, "1.23456789e+08"), (0.00001, "1e-05"), (0.5, "0.5")])
+@pytest.mark.parametrize("value, text", [(100, "100"), (100.0, "100"), (100.5, "100.5"), (1e6, "1e+06"),
+                                         (100000, "100000"), (-2.5, "-2.5"), (123456789.0, "1.23456789e+08"),
+                                         (0.00001, "1e-05"), (0.5, "0.5")])
 def test_orders_print_as_go_prints_a_float(value: float, text: str) -> None:
     assert go_float(float(value)) == text
 

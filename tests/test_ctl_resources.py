@@ -164,13 +164,14 @@ def test_concurrent_replace_with_the_same_resource_version_lets_one_win(etcd: st
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                env={"ETCD_ENDPOINTS": etcd, "PATH": "/usr/bin:/bin"})
               for _ in docs]  # two real calicoctl processes, both holding the same version
-    results = [(p, p.communicate(yaml.safe_dump(doc), timeout=60)) for p, doc in zip(racers, docs)]
+    results = [(p, p.communicate(yaml.safe_dump(doc), timeout=60)) for p, doc in zip(racers, docs, strict=True)]
     codes = sorted(p.returncode for p, _ in results)
     assert codes == [0, 1]
     loser = next(err for p, (_, err) in results if p.returncode == 1)
     assert loser == "Hit error: update conflict: IPPool(p)\n"
     stale = yaml.safe_dump(shown)  # the version both started from is gone now
-    assert ctl(etcd, "apply", "-f", "-", stdin=stale)[2] == "Failed to apply 'IPPool' resource: [update conflict: IPPool(p)]\n"
+    assert ctl(etcd, "apply", "-f", "-", stdin=stale)[2] == \
+        "Failed to apply 'IPPool' resource: [update conflict: IPPool(p)]\n"
 
 
 def test_multi_document_apply_reports_each_outcome(etcd: str, etcd_store: EtcdDatastore, tmp_path: Path) -> None:
@@ -254,7 +255,8 @@ def test_config_file_and_unreachable_etcd(etcd: str, tmp_path: Path) -> None:
 
 def test_unknown_flags_and_verbs_are_one_line_errors(etcd: str) -> None:
     code, _, err = ctl(etcd, "get")
-    assert code == 1 and err == "Invalid option: 'calicoctl get'. Use flag '--help' to read about a specific subcommand.\n"
+    assert code == 1
+    assert err == "Invalid option: 'calicoctl get'. Use flag '--help' to read about a specific subcommand.\n"
     code, _, err = ctl(etcd, "frobnicate")
     assert code == 1 and err.count("\n") == 1
     assert ctl(etcd, "get", "pools", "-o", "xml")[2] == \
@@ -289,7 +291,7 @@ def test_every_writable_kind_through_every_verb(etcd: str, etcd_store: EtcdDatas
     assert ctl(etcd, "create", "-f", "-", stdin=json.dumps(doc)) == \
         (0, f"Successfully created 1 '{kind}' resource(s)\n", "")
     code, table, _ = ctl(etcd, "get", alias)
-    assert code == 0 and (name in table or alias == "workloadendpoint" and "calic1" in table)
+    assert code == 0 and (name in table or (alias == "workloadendpoint" and "calic1" in table))
     code, wide, _ = ctl(etcd, "get", alias, "-o", "wide")
     assert code == 0 and len(wide.splitlines()) == 3 and wide.endswith("\n\n")
     shown = json.loads(ctl(etcd, "get", alias, name, "-o", "json")[1])

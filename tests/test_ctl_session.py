@@ -41,9 +41,10 @@ def pool(name: str, cidr: str, **spec: object) -> dict[str, object]:
 
 
 def wep(name: str, namespace: str, address: str, **spec: object) -> dict[str, object]:
+    last = address.rsplit(".", maxsplit=1)[-1]
     return {"apiVersion": V3, "kind": "WorkloadEndpoint", "metadata": {"name": name, "namespace": namespace},
-            "spec": {"orchestrator": "k8s", "node": "node1", "containerID": "c" + address.split(".")[-1],
-                     "pod": name.split("-")[2], "endpoint": "eth0", "interfaceName": "cali" + address.split(".")[-1],
+            "spec": {"orchestrator": "k8s", "node": "node1", "containerID": "c" + last,
+                     "pod": name.split("-")[2], "endpoint": "eth0", "interfaceName": "cali" + last,
                      "ipNetworks": [f"{address}/32"], "profiles": [f"kns.{namespace}"], **spec}}
 
 

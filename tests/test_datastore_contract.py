@@ -236,7 +236,7 @@ def test_concurrent_cas_increments_lose_nothing(store: Any) -> None:
                         successes[i] += 1
                         break
                     conflicts[i] += 1
-        except BaseException as exc:  # surfaced below, not lost in the thread
+        except BaseException as exc:  # noqa: BLE001 (surfaced below, not lost in the thread)
             failures.append(exc)
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(threads_n)]
@@ -275,18 +275,17 @@ def test_nothing_listening_is_code_11_quickly() -> None:
 @pytest.mark.etcd
 @pytest.mark.parametrize("operation", ["get", "list", "txn", "get_many", "read_many"])
 def test_unreachable_is_code_11_for_every_operation(operation: str) -> None:
-    with EtcdDatastore(_unused_endpoint(), timeout=2.0) as ds:
-        with pytest.raises(CniError) as info:
-            if operation == "get":
-                ds.get("/x")
-            elif operation == "list":
-                ds.list("/x/")
-            elif operation == "get_many":
-                ds.get_many(["/x", "/y"])
-            elif operation == "read_many":
-                ds.read_many(["/x"], ["/y/"])
-            else:
-                ds.create("/x", "1")
+    with EtcdDatastore(_unused_endpoint(), timeout=2.0) as ds, pytest.raises(CniError) as info:
+        if operation == "get":
+            ds.get("/x")
+        elif operation == "list":
+            ds.list("/x/")
+        elif operation == "get_many":
+            ds.get_many(["/x", "/y"])
+        elif operation == "read_many":
+            ds.read_many(["/x"], ["/y/"])
+        else:
+            ds.create("/x", "1")
     assert info.value.code == TRY_AGAIN_LATER
 
 
@@ -333,9 +332,8 @@ def test_fails_over_to_a_live_endpoint(etcd: str, dead_first: bool) -> None:
 @pytest.mark.etcd
 def test_all_endpoints_dead_is_code_11_naming_each() -> None:
     first, second = _unused_endpoint(), _unused_endpoint()
-    with EtcdDatastore(f"{first},{second}", timeout=2.0) as ds:
-        with pytest.raises(CniError) as info:
-            ds.get("/x")
+    with EtcdDatastore(f"{first},{second}", timeout=2.0) as ds, pytest.raises(CniError) as info:
+        ds.get("/x")
     assert info.value.code == TRY_AGAIN_LATER
     assert first in info.value.msg and second in info.value.msg
 

@@ -33,7 +33,8 @@ def lab(etcd_server: PrivateEtcd, etcd: str, etcd_store: EtcdDatastore) -> Itera
 def served_calls(lab: Lab) -> int:
     """The calls the agent served: each ends with one summary line in its log."""
     with open(f"{lab.workdir}/agent.log") as log:
-        return sum(1 for line in log if re.search(r" cni_calico\.cni\.skel \d+: calico [A-Z]+ (finished|failed) in ", line))
+        return sum(1 for line in log
+                   if re.search(r" cni_calico\.cni\.skel \d+: calico [A-Z]+ (finished|failed) in ", line))
 
 
 def test_socket_is_root_only(lab: Lab) -> None:

@@ -6,6 +6,7 @@ import json
 import socket
 import subprocess
 import sys
+from typing import Callable, TypeVar
 
 import pytest
 
@@ -14,8 +15,10 @@ from cni_calico.cni.versions import SUPPORTED_VERSIONS, VERSION_REPLY
 
 from .conftest import REPO
 
+T = TypeVar("T")
 
-def _roundtrip(data: bytes, reader):  # type: ignore[no-untyped-def]
+
+def _roundtrip(data: bytes, reader: Callable[[socket.socket], T]) -> T:
     left, right = socket.socketpair()
     with left, right:
         left.sendall(data)
@@ -53,7 +56,7 @@ def test_an_oversized_field_is_refused_before_reading_it() -> None:
 
 def test_version_reply_is_what_json_would_write() -> None:
     assert json.loads(VERSION_REPLY) == {"cniVersion": "1.1.0", "supportedVersions": list(SUPPORTED_VERSIONS)}
-    assert VERSION_REPLY == json.dumps(json.loads(VERSION_REPLY))
+    assert json.dumps(json.loads(VERSION_REPLY)) == VERSION_REPLY
 
 
 @pytest.mark.parametrize("conf, env, expected", [

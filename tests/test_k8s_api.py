@@ -49,7 +49,7 @@ def rv(obj: Any) -> int:
 
 def micro_now() -> datetime.datetime:
     """Now, never on a whole second: isoformat() then drops the fraction, which a MicroTime must have."""
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     return now.replace(microsecond=now.microsecond or 1)
 
 
@@ -112,13 +112,15 @@ def test_stale_replace_is_409_conflict(api: K8sApiServer, core: client.CoreV1Api
 def test_delete_preconditions(api: K8sApiServer, core: client.CoreV1Api) -> None:
     created = core.create_namespaced_pod("default", pod("p"))
     api.modify("Pod", "p", lambda o: o["metadata"]["labels"].update(x="1"), namespace="default")
-    stale = client.V1DeleteOptions(preconditions=client.V1Preconditions(resource_version=created.metadata.resource_version))
+    stale = client.V1DeleteOptions(
+        preconditions=client.V1Preconditions(resource_version=created.metadata.resource_version))
     with pytest.raises(client.ApiException) as exc:
         core.delete_namespaced_pod("p", "default", body=stale)
     assert exc.value.status == 409 and "Precondition failed" in json.loads(exc.value.body)["message"]
     current = api.get("Pod", "p", "default")
     assert current is not None
-    fresh = client.V1DeleteOptions(preconditions=client.V1Preconditions(resource_version=current["metadata"]["resourceVersion"]))
+    fresh = client.V1DeleteOptions(
+        preconditions=client.V1Preconditions(resource_version=current["metadata"]["resourceVersion"]))
     core.delete_namespaced_pod("p", "default", body=fresh)
     assert api.get("Pod", "p", "default") is None
 
@@ -407,10 +409,10 @@ def test_cut_watches_abruptly_breaks_the_stream(api: K8sApiServer, core: client.
 
     def consume() -> None:
         try:
-            for _ in watch.Watch().stream(core.list_namespaced_pod, "default", resource_version=str(api.resource_version),
-                                          timeout_seconds=30):
+            for _ in watch.Watch().stream(core.list_namespaced_pod, "default",
+                                          resource_version=str(api.resource_version), timeout_seconds=30):
                 pass
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 (kept for the assertions below, not lost in the thread)
             failure.append(exc)
     thread = threading.Thread(target=consume, daemon=True)
     thread.start()
@@ -604,10 +606,10 @@ def test_cli_serves_inside_a_network_namespace() -> None:
             assert inside.returncode == 0, inside.stderr
             assert inside.stdout.strip() == "default,kube-node-lease,kube-public,kube-system"
         port = int(url.rsplit(":", 1)[1])
-        with pytest.raises(OSError):  # not on the machine's own loopback: only inside the namespace
-            with socket.create_connection(("127.0.0.1", port), timeout=2) as probe:
-                probe.close()
-                raise AssertionError("something listens on the machine's loopback at that port")
+        # not on the machine's own loopback: only inside the namespace
+        with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=2) as probe:
+            probe.close()
+            raise AssertionError("something listens on the machine's loopback at that port")
         server.terminate()
         assert server.wait(15) == 0
     finally:

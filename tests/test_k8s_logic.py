@@ -11,6 +11,7 @@ from cni_calico.lab.k8s.patches import PatchError, json_patch, merge_patch, stra
 from cni_calico.lab.k8s.routes import DiscoveryPath, ResourcePath, route
 from cni_calico.lab.k8s.selectors import SelectorError, parse_field_selector, parse_label_selector
 from cni_calico.lab.k8s.store import ObjectStore, TooOld
+from cni_calico.lab.k8s.strategies import strategy
 from cni_calico.lab.k8s.watch import Watcher
 
 
@@ -92,7 +93,8 @@ def test_strategic_merge_patch_merges_lists_by_key() -> None:
      ResourcePath(r.NETWORK_POLICIES, "ns", "np")),
     ("/apis/coordination.k8s.io/v1/namespaces/ns/leases/l", ResourcePath(r.LEASES, "ns", "l")),
     ("/api/v1/watch/namespaces/ns/pods", ResourcePath(r.PODS, "ns", None, watch_path=True)),
-    ("/api", DiscoveryPath(None, None, True)), ("/apis/networking.k8s.io", DiscoveryPath("networking.k8s.io", None, False)),
+    ("/api", DiscoveryPath(None, None, True)),
+    ("/apis/networking.k8s.io", DiscoveryPath("networking.k8s.io", None, False)),
     ("/api/v1/pods/p", None), ("/api/v1/namespaces/ns/leases", None), ("/api/v2/pods", None),
     ("/api/v1/namespaces/ns/pods/p/exec", None), ("/apis/networking.k8s.io/v1/namespaces/ns/serviceaccounts", None),
     ("/api/v1/serviceaccounts/x/status", None), ("/api//v1/pods", None),
@@ -164,3 +166,17 @@ def test_watcher_filters_and_translates_selection_changes() -> None:
     assert [(e["type"], e["object"]["metadata"]["resourceVersion"]) for e in events] == [("DELETED", "3"),
                                                                                            ("ADDED", "4")]
     assert watcher.bookmark()["object"]["metadata"]["resourceVersion"] == "5"
+
+
+@pytest.mark.parametrize("cidr, excluded, valid", [
+    ("10.0.0.0/8", "10.1.0.0/16", True),
+    ("10.0.0.0/8", "192.168.0.0/16", False),
+    ("10.0.0.0/8", "fd00::/64", False),  # the other IP version: refused, not a crash
+    ("fd00::/48", "10.1.0.0/16", False),
+])
+def test_network_policy_except_must_lie_inside_the_cidr(cidr: str, excluded: str, valid: bool) -> None:
+    policy = {"spec": {"podSelector": {}, "ingress": [{"from": [{"ipBlock": {"cidr": cidr, "except": [excluded]}}]}]}}
+    causes = strategy(r.NETWORK_POLICIES).validate(policy)
+    refused = (f'Invalid value: "{excluded}": must be a strict subset of `cidr`',
+               "spec.ingress[0].from[0].ipBlock.except[0]")
+    assert [(c.message, c.field) for c in causes] == ([] if valid else [refused])

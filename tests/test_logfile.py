@@ -185,7 +185,7 @@ def test_many_processes_lose_and_repeat_no_line(tmp_path: Path) -> None:
     # A writer can put the line in flight into a file another one is just rotating: at most one each.
     assert max(f.stat().st_size for f in files) <= max_bytes + processes * longest
     # And each process's lines stay in order across the files.
-    order = [line for f in sorted(files[1:]) + [path] for line in f.read_text().split("\n") if line]
+    order = [line for f in [*sorted(files[1:]), path] for line in f.read_text().split("\n") if line]
     for n in range(processes):
         mine = [int(line.split()[3]) for line in order if line.startswith(f"writer {n} ")]
         assert mine == sorted(mine)
@@ -223,12 +223,13 @@ def test_a_writer_follows_logrotate(tmp_path: Path, rotation: str) -> None:
     path = tmp_path / "calico-node.log"
     proc = subprocess.Popen([sys.executable, "-c", FOLLOWER, str(REPO), str(path)], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True)
-    assert proc.stdin is not None and proc.stdout is not None
+    stdin, stdout = proc.stdin, proc.stdout
+    assert stdin is not None and stdout is not None
 
     def say(line: str) -> None:
-        proc.stdin.write(line + "\n")  # type: ignore[union-attr]
-        proc.stdin.flush()  # type: ignore[union-attr]
-        assert proc.stdout.readline() == "ok\n"  # type: ignore[union-attr]
+        stdin.write(line + "\n")
+        stdin.flush()
+        assert stdout.readline() == "ok\n"
 
     try:
         say("before")

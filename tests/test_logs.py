@@ -161,7 +161,7 @@ def test_a_thread_started_without_in_this_call_has_no_identity(captured: Lines) 
         plain.join()
     finally:
         logs.end_call(token)
-    assert [line for line in captured.lines if "plain thread" in line][0].endswith("plain thread")
+    assert next(line for line in captured.lines if "plain thread" in line).endswith("plain thread")
 
 
 def test_a_traceback_follows_the_identity(captured: Lines) -> None:
@@ -174,7 +174,7 @@ def test_a_traceback_follows_the_identity(captured: Lines) -> None:
             log.exception("failed")
     finally:
         logs.end_call(token)
-    first, *rest = [line for line in captured.lines if "failed" in line][0].splitlines()
+    first, *rest = next(line for line in captured.lines if "failed" in line).splitlines()
     assert first.endswith('failed Command=ADD ContainerID="c1"') and rest[0] == "Traceback (most recent call last):"
 
 
@@ -265,5 +265,5 @@ def test_calico_node_reads_its_levels_and_never_rotates_its_file() -> None:
     assert settings == logs.LogSettings(level=logging.DEBUG, libraries_level=logging.INFO,
                                         file_path="/var/log/calico/node.log", max_size_mb=0)
     assert load({}).log_settings.effective_libraries_level == logging.WARNING
-    with pytest.raises(ConfigError, match="CALICO_LOG_LEVEL_LIBRARIES: .*unknown log level 'loud'"):
+    with pytest.raises(ConfigError, match=r"CALICO_LOG_LEVEL_LIBRARIES: .*unknown log level 'loud'"):
         load({"CALICO_LOG_LEVEL_LIBRARIES": "loud"})

@@ -138,16 +138,17 @@ def _pairs() -> dict[str, tuple[PolicyState, PolicyState]]:
     new_local = wep("api", "10.65.0.40", labels={"app": "api"}, ip6="fd00:65::40")
     moved_db = dataclasses.replace(PROD_DB, labels={**PROD_DB.labels, "app": "cache"})
     return {
-        "policy_added": (two, _with(two, policies=two.policies + (
+        "policy_added": (two, _with(two, policies=(
+            *two.policies,
             np("default", "db-in", order=5, selector="app == 'db'",
-               ingress=[{"action": "Deny", "protocol": "UDP", "source": {"selector": "app == 'web'"}}]),))),
+               ingress=[{"action": "Deny", "protocol": "UDP", "source": {"selector": "app == 'web'"}}])))),
         "policy_removed": (base, _with(base, policies=base.policies[:1])),
         "policies_reordered": (order, _with(order, policies=reordered)),
         "policy_rules_changed": (two, _with(two, policies=(
             np("default", "web-in", order=10, selector="app == 'web'",
                ingress=[{"action": "Allow", "protocol": "UDP", "destination": {"ports": [53]}}]),
             two.policies[1]))),
-        "endpoint_added": (base, _with(base, endpoints=base.endpoints + (new_local,))),
+        "endpoint_added": (base, _with(base, endpoints=(*base.endpoints, new_local))),
         "endpoint_removed": (base, _with(base, endpoints=tuple(e for e in base.endpoints if e != DB))),
         "selector_membership_changed": (base, _with(base, endpoints=tuple(
             moved_db if e == PROD_DB else e for e in base.endpoints))),
@@ -180,7 +181,7 @@ def test_update_touching_only_set_elements_keeps_rule_handles(netns: Netns) -> N
     """A membership change must not flush or re-add any rule (rule handles survive)."""
     base = CASES["selector_namespace_selector"]
     newcomer = wep("db-9", "10.65.9.20", labels={"app": "db"}, local=False)
-    a, b = render(base), render(_with(base, endpoints=base.endpoints + (newcomer,)))
+    a, b = render(base), render(_with(base, endpoints=(*base.endpoints, newcomer)))
     netns.load(full_script(a))
     before = netns.rule_handles()
     netns.load(update_script(a, b))

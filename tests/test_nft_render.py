@@ -469,9 +469,10 @@ def test_nat_pools_and_masquerade() -> None:
 
 def many(n: int) -> PolicyState:
     eps = tuple(wep(f"web-{i}", f"10.65.{i // 200}.{i % 200 + 1}", labels={"app": "web"}) for i in range(n))
-    return state(eps, CASES["deny_tcp_port"].policies + (
+    return state(eps, (
+        *CASES["deny_tcp_port"].policies,
         np("default", "from-web", selector="all()",
-           ingress=[{"action": "Allow", "source": {"selector": "app == 'web'"}}]),))
+           ingress=[{"action": "Allow", "source": {"selector": "app == 'web'"}}])))
 
 
 def test_endpoints_with_one_signature_share_one_chain_per_direction() -> None:
@@ -543,7 +544,7 @@ def test_update_script_empty_when_nothing_changed() -> None:
 def test_update_for_selector_membership_touches_only_set_elements() -> None:
     before = CASES["selector_namespace_selector"]
     new_db = wep("db-3", "10.65.4.20", labels={"app": "db"}, local=False)
-    script = update_script(render(before), render(dataclasses.replace(before, endpoints=before.endpoints + (new_db,))))
+    script = update_script(render(before), render(dataclasses.replace(before, endpoints=(*before.endpoints, new_db))))
     lines = script.splitlines()
     assert lines and all(line.startswith("add element inet calico sel-") for line in lines)
     assert all("10.65.4.20" in line for line in lines)
@@ -552,7 +553,7 @@ def test_update_for_selector_membership_touches_only_set_elements() -> None:
 def test_update_for_new_policy_adds_chains_and_leaves_kept_chains_alone() -> None:
     before = CASES["two_signatures"]
     deny = np("default", "db-deny", order=5, selector="app == 'db'", ingress=[{"action": "Deny", "protocol": "UDP"}])
-    old, new = render(before), render(dataclasses.replace(before, policies=before.policies + (deny,)))
+    old, new = render(before), render(dataclasses.replace(before, policies=(*before.policies, deny)))
     script = update_script(old, new)
     assert "delete table" not in script
     assert f"add chain inet calico {policy_chain_name(deny, INGRESS)}" in script

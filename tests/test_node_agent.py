@@ -165,7 +165,7 @@ def test_ipip_pool_without_kernel_support_is_reported_and_configured(cluster: Cl
     if _kernel_has_ipip():
         pytest.skip("the kernel has ipip: the traffic test covers it")
     _ipip_lab(cluster, etcd)
-    a, b = cluster.hosts
+    a, _b = cluster.hosts
     deadline = time.monotonic() + 30
     while "IPIP" not in cluster.readiness(a)[1] and time.monotonic() < deadline:
         time.sleep(0.1)

@@ -6,6 +6,7 @@ the mesh healthy for the next, except the last, which deletes a node.
 
 from __future__ import annotations
 
+import functools
 import re
 import signal
 import subprocess
@@ -27,6 +28,7 @@ from .conftest import wipe
 pytestmark = [pytest.mark.root, pytest.mark.bird, pytest.mark.etcd]
 
 POOL = "10.65.0.0/16"
+Lab = tuple[Cluster, EtcdDatastore, dict[str, str]]  # the cluster, its datastore, each host's pod address
 
 
 def eventually(what: str, check: Callable[[], bool], timeout: float = 30) -> float:
@@ -40,11 +42,17 @@ def eventually(what: str, check: Callable[[], bool], timeout: float = 30) -> flo
 
 def established_peers(cluster: Cluster, host: Host) -> list[str]:
     out = cluster.calicoctl(host, "node", "status").stdout
-    return sorted(m.group(1) for m in re.finditer(r"\| (\S+)\s+\| node-to-node mesh \| up\s+\| \S+\s+\| Established", out))
+    return sorted(m.group(1)
+                  for m in re.finditer(r"\| (\S+)\s+\| node-to-node mesh \| up\s+\| \S+\s+\| Established", out))
+
+
+def peered_with(cluster: Cluster, host: Host, wanted: list[str]) -> bool:
+    return established_peers(cluster, host) == wanted
 
 
 def block_of(ds: EtcdDatastore, host: Host) -> list[str]:
-    return sorted(str(keys.cidr_from_segment(kv.key.rsplit("/", 1)[1])) for kv in ds.list(keys.affinity_prefix(host.name, 4)))
+    return sorted(str(keys.cidr_from_segment(kv.key.rsplit("/", 1)[1]))
+                  for kv in ds.list(keys.affinity_prefix(host.name, 4)))
 
 
 def routed_everywhere(cluster: Cluster, owner: Host, cidr: str) -> bool:
@@ -56,12 +64,16 @@ def routed_everywhere(cluster: Cluster, owner: Host, cidr: str) -> bool:
     return True
 
 
+def unrouted_on(cluster: Cluster, host: Host, cidr: str) -> bool:
+    return f"{cidr} " not in cluster.routes(host)
+
+
 def routed_nowhere(cluster: Cluster, cidr: str) -> bool:
     return all(f"{cidr} " not in cluster.routes(h) for h in cluster.hosts)
 
 
 @pytest.fixture(scope="module")
-def lab(etcd_server: PrivateEtcd) -> Iterator[tuple[Cluster, EtcdDatastore, dict[str, str]]]:
+def lab(etcd_server: PrivateEtcd) -> Iterator[Lab]:
     if not etcd_server.healthy():
         etcd_server.kill()
         etcd_server.start()
@@ -81,23 +93,23 @@ def lab(etcd_server: PrivateEtcd) -> Iterator[tuple[Cluster, EtcdDatastore, dict
         wipe(ds)
 
 
-def test_full_mesh_reaches_established_and_pods_reach_each_other(lab) -> None:  # type: ignore[no-untyped-def]
+def test_full_mesh_reaches_established_and_pods_reach_each_other(lab: Lab) -> None:
     cluster, ds, pods = lab
     for host in cluster.hosts:
         others = sorted(h.ip for h in cluster.hosts if h is not host)
-        eventually(f"{host.name} Established with {others}", lambda: established_peers(cluster, host) == others)
+        eventually(f"{host.name} Established with {others}", functools.partial(peered_with, cluster, host, others))
         assert cluster.readiness(host)[0] == 200
     for host in cluster.hosts:
         block = block_of(ds, host)
         assert len(block) == 1
-        eventually(f"{block[0]} routed everywhere", lambda: routed_everywhere(cluster, host, block[0]))
+        eventually(f"{block[0]} routed everywhere", functools.partial(routed_everywhere, cluster, host, block[0]))
     for src in cluster.hosts:
         for dst in cluster.hosts:
             if src is not dst:
                 assert cluster.ping(src, "p1", pods[dst.name]), f"{src.name}/p1 -> {dst.name}/p1 {pods[dst.name]}"
 
 
-def test_a_new_block_reaches_the_other_kernels_and_release_withdraws_it(lab) -> None:  # type: ignore[no-untyped-def]
+def test_a_new_block_reaches_the_other_kernels_and_release_withdraws_it(lab: Lab) -> None:
     cluster, ds, _ = lab
     a = cluster.hosts[0]
     before = set(block_of(ds, a))
@@ -116,7 +128,7 @@ def test_a_new_block_reaches_the_other_kernels_and_release_withdraws_it(lab) -> 
     assert all(routed_everywhere(cluster, a, b) for b in before)
 
 
-def test_bird_killed_is_restarted_and_routes_return(lab) -> None:  # type: ignore[no-untyped-def]
+def test_bird_killed_is_restarted_and_routes_return(lab: Lab) -> None:
     cluster, ds, pods = lab
     b = cluster.hosts[1]
     old = cluster.bird_pid(b)
@@ -127,13 +139,13 @@ def test_bird_killed_is_restarted_and_routes_return(lab) -> None:  # type: ignor
     eventually("sessions back", lambda: established_peers(cluster, b) == others)
     for host in cluster.hosts:
         for cidr in block_of(ds, host):
-            eventually(f"{cidr} routed", lambda: routed_everywhere(cluster, host, cidr))
+            eventually(f"{cidr} routed", functools.partial(routed_everywhere, cluster, host, cidr))
     assert cluster.ping(b, "p1", pods[cluster.hosts[0].name])
     metrics = cluster.readiness(b, "/metrics")[1]
     assert re.search(r"^calico_node_bird_restarts_total 1\.0$", metrics, re.M), metrics
 
 
-def test_agent_restart_does_not_flap_routes(lab) -> None:  # type: ignore[no-untyped-def]
+def test_agent_restart_does_not_flap_routes(lab: Lab) -> None:
     cluster, ds, pods = lab
     a = cluster.hosts[0]
     watched = {h.name: subprocess.Popen(["ip", "-n", h.netns, "monitor", "route"], stdout=subprocess.PIPE,
@@ -159,7 +171,7 @@ def test_agent_restart_does_not_flap_routes(lab) -> None:  # type: ignore[no-unt
         assert deleted == [], f"{name} lost block routes during the agent restart: {deleted}"
 
 
-def test_removing_a_node_removes_its_peer_and_routes_everywhere(lab) -> None:  # type: ignore[no-untyped-def]
+def test_removing_a_node_removes_its_peer_and_routes_everywhere(lab: Lab) -> None:
     cluster, ds, _ = lab
     c = cluster.hosts[2]
     c_blocks = block_of(ds, c)
@@ -172,8 +184,8 @@ def test_removing_a_node_removes_its_peer_and_routes_everywhere(lab) -> None:  #
     survivors = [h for h in cluster.hosts if h is not c]
     for host in survivors:
         want = sorted(h.ip for h in survivors if h is not host)
-        eventually(f"{host.name} without {c.name}'s peer", lambda: established_peers(cluster, host) == want)
+        eventually(f"{host.name} without {c.name}'s peer", functools.partial(peered_with, cluster, host, want))
         status = cluster.calicoctl(host, "node", "status").stdout
         assert c.ip not in status
         for cidr in c_blocks:
-            eventually(f"{cidr} gone from {host.name}", lambda: f"{cidr} " not in cluster.routes(host))
+            eventually(f"{cidr} gone from {host.name}", functools.partial(unrouted_on, cluster, host, cidr))

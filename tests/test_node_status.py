@@ -54,7 +54,8 @@ def test_since_is_a_wall_clock_time_whatever_birds_timeformat() -> None:
 def test_show_protocols_rows_as_bird_2_prints_them() -> None:
     # Lines exactly as BIRD 2.0.12 sends them (after the code): a name longer than the column
     # pushes the others right, so columns are split on whitespace; info may hold spaces.
-    row = parse_protocol("Mesh_192_0_2_2 BGP        ---        start  02:50:28.633  Active        Socket: Connection refused")
+    row = parse_protocol("Mesh_192_0_2_2 BGP        ---        start  02:50:28.633  Active        "
+                         "Socket: Connection refused")
     assert row == Protocol("Mesh_192_0_2_2", "BGP", "---", "start", "02:50:28.633", "Active Socket: Connection refused")
     row = parse_protocol("kernel1    Kernel     master4    up     2026-11-25 02:50:38  ")
     assert row == Protocol("kernel1", "Kernel", "master4", "up", "2026-11-25 02:50:38", "")
@@ -115,7 +116,8 @@ def test_long_info_wraps_at_30_characters_like_calico() -> None:
 
 def test_no_peers_at_all() -> None:
     assert format_status(True, []) == (
-        "Calico process is running.\n\nIPv4 BGP status\nNo IPv4 peers found.\n\nIPv6 BGP status\nNo IPv6 peers found.\n\n")
+        "Calico process is running.\n\nIPv4 BGP status\nNo IPv4 peers found.\n\n"
+        "IPv6 BGP status\nNo IPv6 peers found.\n\n")
 
 
 def test_ipv6_peers_get_their_own_table() -> None:

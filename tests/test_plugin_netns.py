@@ -6,6 +6,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
@@ -55,7 +56,8 @@ def test_two_pods_are_wired_calico_style_and_reach_each_other(lab: Lab, etcd_sto
     assert f"inet {a}/32" in addr
     routes = sh("ip", "netns", "exec", os.path.basename(ns_a), "ip", "route").stdout
     assert "default via 169.254.1.1 dev eth0" in routes and "169.254.1.1 dev eth0 scope link" in routes
-    assert sh("ip", "netns", "exec", os.path.basename(ns_a), "sysctl", "-n", "net.ipv4.ip_forward").stdout.strip() == "0"
+    forwarding = sh("ip", "netns", "exec", os.path.basename(ns_a), "sysctl", "-n", "net.ipv4.ip_forward").stdout
+    assert forwarding.strip() == "0"
 
     # Host side: the /32 route per pod, the Calico MAC, and the sysctls.
     host_routes = lab.host_routes()
@@ -289,7 +291,8 @@ def test_gc_removes_vanished_attachments(lab: Lab, etcd_store: EtcdDatastore) ->
     assert status == 1 and out is not None and out["code"] == 7
     assert [(kv.key, kv.mod_revision) for kv in etcd_store.list("/calico")] == before  # refused before any change
 
-    conf = lab.conf(cniVersion="1.1.0", **{"cni.dev/valid-attachments": [{"containerID": "cid-keep", "ifname": "eth0"}]})
+    conf = lab.conf(cniVersion="1.1.0",
+                    **{"cni.dev/valid-attachments": [{"containerID": "cid-keep", "ifname": "eth0"}]})
     status, out, err = lab.cni("GC", conf, container_id="", netns="")
     assert (status, out) == (0, None), err
     weps = [kv.key.rsplit("/", 1)[1] for kv in etcd_store.list(keys.resource_prefix("workloadendpoints"))]
@@ -346,7 +349,7 @@ def test_two_hosts_on_one_pool_use_different_blocks(lab: Lab, etcd_server: Priva
 def _no_traceback(lab: Lab, err: str) -> None:
     assert "Traceback" not in err
     if lab.fast_path:  # a served call logs into the agent's log
-        assert "Traceback" not in open(f"{lab.workdir}/agent.log").read()
+        assert "Traceback" not in Path(f"{lab.workdir}/agent.log").read_text()
 
 
 @pytest.fixture

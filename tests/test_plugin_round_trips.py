@@ -92,7 +92,7 @@ def test_add_and_del_round_trips(lab: Lab) -> None:
 
 # The counting store above; then an ADD that claims the block, the profile put back as versions
 # before network isolation wrote it, and the counted ADD that upgrades it.
-UPGRADE_SCRIPT = SCRIPT.split("conf, pods = ")[0] + r"""
+UPGRADE_SCRIPT = SCRIPT.split("conf, pods = ", maxsplit=1)[0] + r"""
 from cni_calico.model.keys import profile_key
 conf, old_profile, pods = sys.argv[1], sys.argv[2], sys.argv[3:]
 counting = Counting(EtcdDatastore(json.loads(conf)["etcd_endpoints"]))

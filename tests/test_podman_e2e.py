@@ -40,7 +40,7 @@ def _missing() -> list[str]:
     need += [str(DEBIAN_CNI / p) if (DEBIAN_CNI / p).exists() else None for p in ("portmap", "tuning", "loopback")]
     need += [shutil.which("busybox")]
     names = ["podman", "runc", "iptables", "nsenter", "portmap", "tuning", "loopback", "busybox"]
-    return [n for n, path in zip(names, need) if not path]
+    return [n for n, path in zip(names, need, strict=True) if not path]
 
 
 class Podman:

@@ -11,7 +11,8 @@ from cni_calico.node.policy.view import affects_policy, policy_state
 
 
 def doc(kind: str, name: str, spec: dict, namespace: str | None = None, **labels: str) -> dict:
-    meta: dict = {"name": name, **({"namespace": namespace} if namespace else {}), **({"labels": labels} if labels else {})}
+    meta: dict = {"name": name, **({"namespace": namespace} if namespace else {}),
+                  **({"labels": labels} if labels else {})}
     return {"apiVersion": "projectcalico.org/v3", "kind": kind, "metadata": meta, "spec": spec}
 
 

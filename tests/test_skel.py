@@ -431,7 +431,8 @@ def test_add_prints_the_result_as_json(result):
     assert json.loads(call.stdout) == result
 
 
-@pytest.mark.parametrize("command, version", [("DEL", "1.0.0"), ("CHECK", "1.0.0"), ("STATUS", "1.1.0"), ("GC", "1.1.0")])
+@pytest.mark.parametrize("command, version",
+                         [("DEL", "1.0.0"), ("CHECK", "1.0.0"), ("STATUS", "1.1.0"), ("GC", "1.1.0")])
 def test_other_commands_print_nothing_on_success(command, version):
     call = Call(command, {**CONFIG, "cniVersion": version})
     assert call.status == 0

@@ -173,7 +173,8 @@ def test_an_all_optional_spec_may_be_left_out(kind: str) -> None:
 def test_default_types(spec: dict[str, Any], expected: list[str]) -> None:
     assert default_types(spec) == expected
     model = validate(res("GlobalNetworkPolicy", spec))
-    assert default_types(model.spec) == expected  # type: ignore[attr-defined]
+    assert isinstance(model, v3.GlobalNetworkPolicy)
+    assert default_types(model.spec) == expected
     assert to_stored(model)["spec"]["types"] == expected
 
 

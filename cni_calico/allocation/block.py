@@ -103,7 +103,8 @@ class AllocationBlock(BaseModel):
 
     # ------------------------------------------------------------ changes (each returns a new block)
 
-    def assign(self, count: int, handle_id: str, attrs: dict[str, str]) -> tuple[AllocationBlock, list[netaddr.IPAddress]]:
+    def assign(self, count: int, handle_id: str, attrs: dict[str, str]
+               ) -> tuple[AllocationBlock, list[netaddr.IPAddress]]:
         """Take up to `count` addresses from the head of the free list."""
         taken = self.unallocated[:max(count, 0)]  # a negative slice bound would take almost everything
         if not taken:

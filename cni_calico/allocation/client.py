@@ -162,11 +162,11 @@ class IpamClient:
             if config.max_blocks_per_host and len(affine) >= config.max_blocks_per_host:
                 log.info("node %s holds %d blocks, the limit", self.node, len(affine))
                 break
-            cidr = self._claim_free_block(usable)
-            if cidr is None:
+            claimed = self._claim_free_block(usable)
+            if claimed is None:
                 break
-            affine.append(cidr)
-            got += self._assign_from_block(cidr, request, count - len(got), own_only=True)
+            affine.append(claimed)
+            got += self._assign_from_block(claimed, request, count - len(got), own_only=True)
         if len(got) < count and not config.strict_affinity:  # 3. borrow from other nodes' blocks
             for cidr in self._borrowable_blocks(version, usable):
                 got += self._assign_from_block(cidr, request, count - len(got), own_only=False)
@@ -443,7 +443,7 @@ class IpamClient:
         already gone); otherwise why the block stays."""
         affinity_key = keys.affinity(self.node, cidr)
 
-        def attempt() -> str | None | Conflict:
+        def attempt() -> str | Conflict | None:
             found, affinity = self.block(cidr), self.ds.get(affinity_key)
             if found is None:
                 return None if affinity is None or self.ds.delete(affinity.key, affinity.mod_revision) else CONFLICT
@@ -481,7 +481,8 @@ class IpamClient:
         blocks = {kv.key: AllocationBlock.from_json(kv.value) for kv in self.ds.list(keys.block_prefix(version))}
         if any(blocks.get(keys.block(c)) and blocks[keys.block(c)].free for c in affine):
             return True
-        if config.auto_allocate_blocks and not (config.max_blocks_per_host and len(affine) >= config.max_blocks_per_host):
+        at_limit = bool(config.max_blocks_per_host) and len(affine) >= config.max_blocks_per_host
+        if config.auto_allocate_blocks and not at_limit:
             for pool in usable:
                 if any(keys.block(c) not in blocks for c in pools.candidate_blocks(pool, self.node)):
                     return True

@@ -50,7 +50,7 @@ def usable_pools(pools: Sequence[IPPool], version: int, node: str, node_labels: 
             pool = _find(pools, wanted)
             if pool is None or pool.network.version != version:
                 raise CniError(UNKNOWN_POOL, f"the requested IPv{version} pool {wanted!r} does not exist",
-                               "create it (calicoctl create -f pool.yaml) or fix ipam.ipv%d_pools" % version)
+                               f"create it (calicoctl create -f pool.yaml) or fix ipam.ipv{version}_pools")
             if pool.spec.disabled:
                 raise CniError(UNKNOWN_POOL, f"the requested pool {wanted!r} is disabled")
             chosen.append(pool)

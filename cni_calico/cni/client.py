@@ -16,12 +16,16 @@ import sys
 
 from . import fastpath
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing on the CNI path
+if TYPE_CHECKING:
+    from typing import Callable
+
 PLUGINS = ("calico", "calico-ipam")
 FULL_EXECUTABLE = os.path.join("..", "cni-calico")  # the client's bundle sits inside the full one
 COMMAND_ENV = "CNI_CALICO_COMMAND"  # tells the full executable which command it was handed
 
 
-def serve(name: str, standalone) -> None:  # type: ignore[no-untyped-def]
+def serve(name: str, standalone: Callable[[bytes], None]) -> None:
     """Answer one CNI call for plugin `name`; `standalone(stdin)` does it in full when nobody serves."""
     if os.environ.get("CNI_COMMAND") == "VERSION":
         from .versions import VERSION_REPLY

@@ -7,8 +7,14 @@ import io
 import os
 import sys
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing on the CNI path
+if TYPE_CHECKING:
+    from typing import Callable
 
-def _plugin(name: str, load) -> None:  # type: ignore[no-untyped-def]
+    from .skel import Handlers
+
+
+def _plugin(name: str, load: Callable[[], Handlers]) -> None:
     from .client import serve
 
     def standalone(stdin: bytes) -> None:
@@ -19,13 +25,13 @@ def _plugin(name: str, load) -> None:  # type: ignore[no-untyped-def]
     serve(name, standalone)
 
 
-def _load_ipam():  # type: ignore[no-untyped-def]
+def _load_ipam() -> Handlers:
     from ..ipam import IpamPlugin
 
     return IpamPlugin()
 
 
-def _load_calico():  # type: ignore[no-untyped-def]
+def _load_calico() -> Handlers:
     from ..plugin import CalicoPlugin
 
     return CalicoPlugin()

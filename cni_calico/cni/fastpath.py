@@ -16,6 +16,10 @@ from __future__ import annotations
 import _socket
 import os
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing on the CNI path
+if TYPE_CHECKING:
+    from typing import Any, Mapping
+
 DEFAULT_SOCKET = "/var/run/calico/cni.sock"
 DEFAULT_TIMEOUT = 60.0
 MODES = ("auto", "off", "only")  # only: never fall back to standalone (for tests and benchmarks)
@@ -38,7 +42,7 @@ def _field(data: bytes) -> bytes:
     return len(data).to_bytes(4, "big") + data
 
 
-def _recv_exact(sock, size: int) -> bytes:  # type: ignore[no-untyped-def]
+def _recv_exact(sock: _socket.socket, size: int) -> bytes:
     chunks = []
     while size:
         chunk = sock.recv(min(size, 65536))
@@ -49,7 +53,7 @@ def _recv_exact(sock, size: int) -> bytes:  # type: ignore[no-untyped-def]
     return b"".join(chunks)
 
 
-def _recv_field(sock) -> bytes:  # type: ignore[no-untyped-def]
+def _recv_field(sock: _socket.socket) -> bytes:
     size = int.from_bytes(_recv_exact(sock, 4), "big")
     if size > MAX_FIELD:
         raise ValueError(f"a field of {size} bytes is too large")
@@ -61,7 +65,7 @@ def encode_request(plugin: str, env: dict[str, str], stdin: bytes) -> bytes:
     return MAGIC + _field(plugin.encode()) + _field(environment) + _field(stdin)
 
 
-def read_request(sock) -> tuple[str, dict[str, str], bytes]:  # type: ignore[no-untyped-def]
+def read_request(sock: _socket.socket) -> tuple[str, dict[str, str], bytes]:
     if _recv_exact(sock, len(MAGIC)) != MAGIC:
         raise ValueError("not a fast-path request")
     plugin = _recv_field(sock).decode(*_ENCODING)
@@ -77,14 +81,14 @@ def encode_reply(status: int, stdout: str) -> bytes:
     return status.to_bytes(4, "big") + _field(stdout.encode(*_ENCODING))
 
 
-def read_reply(sock) -> tuple[int, str]:  # type: ignore[no-untyped-def]
+def read_reply(sock: _socket.socket) -> tuple[int, str]:
     status = int.from_bytes(_recv_exact(sock, 4), "big")
     return status, _recv_field(sock).decode(*_ENCODING)
 
 
 # ------------------------------------------------------------------ client
 
-def _config(stdin: bytes) -> dict:  # type: ignore[type-arg]
+def _config(stdin: bytes) -> dict[str, Any]:
     import json  # only when the config names a fast_path setting: see settings()
 
     try:
@@ -94,7 +98,7 @@ def _config(stdin: bytes) -> dict:  # type: ignore[type-arg]
     return parsed if isinstance(parsed, dict) else {}
 
 
-def settings(env, stdin: bytes) -> tuple[str, str, float]:  # type: ignore[no-untyped-def]
+def settings(env: Mapping[str, str], stdin: bytes) -> tuple[str, str, float]:
     """(mode, socket path, timeout): the network config's `fast_path*` keys, else CALICO_CNI_* env.
     The config is parsed only when it mentions `"fast_path`: most never do, and parsing costs
     the json import."""
@@ -108,7 +112,7 @@ def settings(env, stdin: bytes) -> tuple[str, str, float]:  # type: ignore[no-un
     return (mode if mode in MODES else "auto"), path, timeout
 
 
-def call(plugin: str, env, stdin: bytes, path: str, timeout: float) -> tuple[int, str]:  # type: ignore[no-untyped-def]
+def call(plugin: str, env: Mapping[str, str], stdin: bytes, path: str, timeout: float) -> tuple[int, str]:
     """Hand one CNI call to the agent: (exit status, stdout)."""
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
@@ -127,7 +131,7 @@ def call(plugin: str, env, stdin: bytes, path: str, timeout: float) -> tuple[int
         sock.close()
 
 
-def try_fast_path(plugin: str, env, stdin: bytes) -> tuple[int, str] | None:  # type: ignore[no-untyped-def]
+def try_fast_path(plugin: str, env: Mapping[str, str], stdin: bytes) -> tuple[int, str] | None:
     """The reply when the agent served the call; None to run standalone."""
     if env.get("CNI_COMMAND") == "VERSION":
         return None  # answered locally, from constants

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import socket
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Mapping
 
 
@@ -46,7 +46,7 @@ class Workload:
         attrs = {"node": node}
         if self.pod:
             attrs.update(namespace=self.namespace, pod=self.pod)
-        attrs["timestamp"] = datetime.now(timezone.utc).isoformat()
+        attrs["timestamp"] = datetime.now(UTC).isoformat()
         return attrs
 
 

@@ -32,7 +32,8 @@ def _replaceable(stored: str, wanted: Profile) -> bool:
     """Only the very document older versions wrote: any edit (a rule, a label, calicoctl's uid and
     creationTimestamp) makes it a user's profile."""
     legacy = _legacy_network_profile(wanted.metadata.name)
-    return json.loads(to_json(wanted)) != legacy and _parsed(stored) == legacy
+    written: object = json.loads(to_json(wanted))
+    return written != legacy and _parsed(stored) == legacy
 
 
 def _legacy_network_profile(name: str) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from ..errors import (
 )
 from .netns_path import NetnsPath
 from .netns_path import inspect as inspect_netns
-from .versions import LATEST_VERSION, SUPPORTED_VERSIONS, VERSION_REPLY  # noqa: F401 (re-exported)
+from .versions import LATEST_VERSION, SUPPORTED_VERSIONS, VERSION_REPLY
 
 # Environment each command needs (CNI spec 1.1.0, "Parameters" per operation).
 REQUIRED_ENV = {

@@ -6,7 +6,7 @@ cniVersion on the way out (0.1/0.2 `ip4`/`ip6`; 0.3.x/0.4.0 add `ips[].version`)
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 import netaddr
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -144,7 +144,15 @@ class CalicoNetConf(NetConf):
 ConfT = TypeVar("ConfT", bound=NetConf)
 
 
-def parse_netconf(config: dict[str, Any], model: type[ConfT] = NetConf) -> ConfT:  # type: ignore[assignment]
+@overload
+def parse_netconf(config: dict[str, Any]) -> NetConf: ...
+
+
+@overload
+def parse_netconf(config: dict[str, Any], model: type[ConfT]) -> ConfT: ...
+
+
+def parse_netconf(config: dict[str, Any], model: type[NetConf] = NetConf) -> NetConf:
     """Validate a decoded network configuration; any problem is CNI code 7 naming the field."""
     try:
         return model.model_validate(config)
@@ -253,7 +261,8 @@ class Result(BaseModel):
 
     @classmethod
     def _decode_legacy(cls, data: dict[str, Any]) -> Result:
-        ips, routes = [], []
+        ips: list[IPConfig] = []
+        routes: list[Route] = []
         for family in ("ip4", "ip6"):
             entry = data.get(family)
             if not entry:

@@ -22,7 +22,7 @@ class UndoStack:
             description, undo = self._steps.pop()
             try:
                 undo()
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 (logged and returned: the other undos still run)
                 log.error("undo %s failed: %s", description, exc)
                 failed.append(description)
         return failed

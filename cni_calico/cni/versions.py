@@ -7,5 +7,5 @@ LATEST_VERSION = SUPPORTED_VERSIONS[-1]
 
 # What json.dumps gives for {"cniVersion": LATEST_VERSION, "supportedVersions": [...]}, spelled
 # out so answering VERSION does not import json.
-VERSION_REPLY = '{"cniVersion": "%s", "supportedVersions": [%s]}' % (
-    LATEST_VERSION, ", ".join('"%s"' % v for v in SUPPORTED_VERSIONS))
+_QUOTED_VERSIONS = ", ".join(f'"{v}"' for v in SUPPORTED_VERSIONS)
+VERSION_REPLY = f'{{"cniVersion": "{LATEST_VERSION}", "supportedVersions": [{_QUOTED_VERSIONS}]}}'

@@ -4,12 +4,15 @@ it exists, else the ETCD_* environment variables (Calico's order: a file wins ov
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 import yaml
 
 from ..datastore.etcd import DEFAULT_ENDPOINT, EtcdSettings
 from .errors import CtlError
+
+if TYPE_CHECKING:  # imported where used: only commands that reach etcd load its client
+    from ..datastore import EtcdDatastore
 
 DEFAULT_CONFIG = "/etc/calico/calicoctl.cfg"
 _SPEC_FIELDS = {"datastoreType", "etcdEndpoints", "etcdKeyFile", "etcdCertFile", "etcdCACertFile",
@@ -49,7 +52,7 @@ def resolve(config_path: str | None, env: Mapping[str, str]) -> EtcdSettings:
     return from_environment(env)
 
 
-def open_store(settings: EtcdSettings):  # type: ignore[no-untyped-def]
+def open_store(settings: EtcdSettings) -> EtcdDatastore:
     """The etcd datastore; an unreachable etcd surfaces later as DatastoreUnavailable (turned into
     one line by main)."""
     from ..datastore import open_datastore

@@ -92,8 +92,12 @@ def _construct_map(loader: _Loader, node: yaml.MappingNode) -> dict[Any, Any]:
     return loader.construct_mapping(node, deep=True)
 
 
+def _construct_timestamp(loader: _Loader, node: yaml.ScalarNode) -> str:
+    return loader.construct_yaml_str(node)
+
+
 _Loader.add_constructor("tag:yaml.org,2002:map", _construct_map)
-_Loader.add_constructor("tag:yaml.org,2002:timestamp", yaml.SafeLoader.construct_yaml_str)
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _construct_timestamp)
 
 
 def _parse(source: str, text: str) -> list[Any]:
@@ -141,17 +145,23 @@ def _expand_items(items: Any, parent: dict[str, Any] | None) -> Iterator[Any]:
     if not isinstance(items, list):
         yield _NotAList(items)
         return
-    for item in items:
-        if isinstance(item, dict) and parent is not None:
-            # items of a List take its apiVersion (and, in an IPPoolList, its kind) when they lack one
-            if "apiVersion" in parent:
-                item = {"apiVersion": parent["apiVersion"], **item}
-            if parent["kind"] != "List":
-                item = {"kind": parent["kind"][:-len("List")], **item}
+    for listed in items:
+        item = _inheriting(listed, parent)
         if _is_list(item):
             yield from _expand_items(_items(item), item)
         else:
             yield item
+
+
+def _inheriting(item: Any, parent: dict[str, Any] | None) -> Any:
+    """Items of a List take its apiVersion (and, in an IPPoolList, its kind) when they lack one."""
+    if not isinstance(item, dict) or parent is None:
+        return item
+    if "apiVersion" in parent:
+        item = {"apiVersion": parent["apiVersion"], **item}
+    if parent["kind"] != "List":
+        item = {"kind": parent["kind"][:-len("List")], **item}
+    return item
 
 
 @dataclass(frozen=True)
@@ -191,12 +201,12 @@ def to_v3(data: dict[str, Any]) -> dict[str, Any]:
     if data.get("apiVersion") != "v1":
         return data
     kind = data.get("kind")
-    convert = _V1_KINDS.get(kind) if isinstance(kind, str) else None
-    if convert is None:
+    if not isinstance(kind, str) or kind not in _V1_KINDS:
         hint = (f"; for the v3 kind use apiVersion: {v3.API_VERSION}"
                 if isinstance(kind, str) and kind in v3.KINDS else "")
         raise DocumentError(f"kind: cannot convert Calico v1 {kind!r} "
                             f"(convertible: {', '.join(sorted(_V1_KINDS))}){hint}")
+    convert = _V1_KINDS[kind]
     _fields(data, "", {"apiVersion", "kind", "metadata", "spec"}, {"metadata"})
     metadata_fields, required = _V1_METADATA[kind]
     return convert(_fields(data["metadata"], "metadata", metadata_fields, required),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Sequence, TextIO, TypeVar
 
 import netaddr
@@ -51,9 +51,10 @@ def show(ds: Datastore, out: TextIO, *, show_blocks: bool = False, ip: str | Non
 def _show_ip(ds: Datastore, address: netaddr.IPAddress) -> str:
     block = next((b for b in _blocks(ds, address.version) if address in b.network), None)
     ordinal = block.ordinal(address) if block else None
-    if block is None or ordinal is None or block.allocations[ordinal] is None:
+    index = None if block is None or ordinal is None else block.allocations[ordinal]
+    if block is None or index is None:
         return f"IP {address} is not currently assigned\n"
-    attr = block.attributes[block.allocations[ordinal]]  # type: ignore[index]
+    attr = block.attributes[index]
     attributes = dict(attr.secondary or {})
     if attr.handle_id:
         attributes["handle"] = attr.handle_id
@@ -70,10 +71,10 @@ def usage_table(usage: Sequence[ipam_audit.PoolUsage], show_blocks: bool) -> str
     rows: list[list[str]] = []
     for pool in usage:
         if pool.cidr is not None:  # the group of blocks outside every pool has no row of its own
-            rows.append(_usage_row("IP Pool", str(pool.cidr), pool.in_use, pool.capacity)
-                        + ([""] if show_blocks else []))
+            row = _usage_row("IP Pool", str(pool.cidr), pool.in_use, pool.capacity)
+            rows.append([*row, ""] if show_blocks else row)
         if show_blocks:
-            rows += [_usage_row("Block", str(b.cidr), b.in_use, b.capacity) + [b.node or "<none>"]
+            rows += [[*_usage_row("Block", str(b.cidr), b.in_use, b.capacity), b.node or "<none>"]
                      for b in pool.blocks]
     return render_table(header, rows)
 
@@ -87,7 +88,7 @@ def _usage_row(grouping: str, cidr: str, in_use: int, capacity: int) -> list[str
 
 
 def _go_g5(n: int) -> str:
-    return "%.5g" % float(n)
+    return f"{float(n):.5g}"
 
 
 
@@ -110,7 +111,7 @@ def check(ds: Datastore, out: TextIO, *, report_path: str | None = None, show_pr
     out.write(check_text(result, show_problem_ips))
     if report_path:
         report = ipam_audit.build_report(result, revision=state.revision, generated_by=f"calicoctl v{__version__}",
-                                         timestamp=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+                                         timestamp=datetime.now(UTC).isoformat(timespec="seconds"))
         try:
             with open(report_path, "w", encoding="utf-8") as f:
                 json.dump(report, f, indent=2)
@@ -228,7 +229,8 @@ def _release_leaked(ds: Datastore, out: TextIO, leaked: Sequence[ipam_audit.Repo
     except ValueError as exc:
         raise CtlError(str(exc)) from None
     live = {n.name for n in state.nodes}
-    used, todo = [], []
+    used: list[ipam_audit.ReportedAllocation] = []
+    todo: list[ipam_audit.ReportedAllocation] = []
     for entry in leaked:
         (used if ipam_audit.in_use(entry.ip, entry.handle, owners, live) else todo).append(entry)
     out.write(f"Releasing {len(todo)} old IPs...\n")

@@ -11,10 +11,11 @@ be fed to `calicoctl apply -f -`. `render` prints the result as calicoctl conver
 from __future__ import annotations
 
 import ipaddress
-from typing import Any, Literal, Union
+from typing import Any, Literal, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from ..ipnets import Network, subnet_of
 from ..model import v3
 
 API_VERSION = "networking.k8s.io/v1"
@@ -159,7 +160,9 @@ def network_policy(data: dict[str, Any]) -> dict[str, Any]:
         "selector": _selector(spec.podSelector, "spec.podSelector", pods=True),
         "types": _types(spec),
     }
-    for direction, rules in (("ingress", spec.ingress), ("egress", spec.egress)):
+    directions: tuple[tuple[str, Sequence[IngressRule | EgressRule] | None], ...] = (
+        ("ingress", spec.ingress), ("egress", spec.egress))
+    for direction, rules in directions:
         calico_rules = [calico_rule for i, rule in enumerate(rules or ())
                         for calico_rule in _rule(rule, f"spec.{direction}[{i}]")]
         if calico_rules:  # no rules: the policy allows nothing in that direction
@@ -222,7 +225,7 @@ def _path(loc: tuple[Any, ...]) -> str:
 # ------------------------------------------------------------------ selectors
 
 _LABELS: TypeAdapter[dict[str, str]] = TypeAdapter(v3.Labels)
-_PORT: TypeAdapter[Union[int, str]] = TypeAdapter(v3.Port)
+_PORT: TypeAdapter[int | str] = TypeAdapter(v3.Port)
 
 
 def _check_labels(labels: dict[str, str], path: str) -> None:
@@ -289,7 +292,7 @@ def _types(spec: NetworkPolicySpec) -> list[str]:
 # ------------------------------------------------------------------ rules
 
 # A port inside the conversion: a name, or a numeric (first, last) range (one port: first == last).
-_Port = Union[str, tuple[int, int]]
+_Port = str | tuple[int, int]
 
 
 def _rule(rule: IngressRule | EgressRule, path: str) -> list[dict[str, Any]]:
@@ -348,8 +351,7 @@ def _ip_block(block: IPBlock, path: str) -> dict[str, Any]:
     excepted = []
     for i, text in enumerate(block.except_ or ()):
         subnet = _cidr(text, f"{path}.except[{i}]")
-        if (subnet.version != network.version or not subnet.subnet_of(network)  # type: ignore[arg-type]
-                or subnet.prefixlen <= network.prefixlen):
+        if not subnet_of(subnet, network) or subnet.prefixlen <= network.prefixlen:
             raise ConversionError(f"{path}.except[{i}]", f"{text!r} is not a strict subset of the cidr {network}")
         excepted.append(str(subnet))
     if excepted:
@@ -357,7 +359,7 @@ def _ip_block(block: IPBlock, path: str) -> dict[str, Any]:
     return entity
 
 
-def _cidr(text: str, path: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+def _cidr(text: str, path: str) -> Network:
     """`address/prefix` as Go's ParseCIDR reads it (a decimal prefix, no zone); host bits are
     masked off, as Calico does (Kubernetes accepts them)."""
     _, slash, prefix = text.partition("/")
@@ -384,8 +386,8 @@ def _ports_by_protocol(ports: list[NetworkPolicyPort], path: str) -> dict[str, l
             groups[protocol] = None
         elif protocol not in groups:
             groups[protocol] = [value]
-        elif groups[protocol] is not None:  # every port of the protocol already: nothing to add
-            groups[protocol].append(value)  # type: ignore[union-attr]
+        elif (listed := groups[protocol]) is not None:  # every port of the protocol already: nothing to add
+            listed.append(value)
     return groups
 
 

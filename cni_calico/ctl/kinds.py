@@ -110,7 +110,7 @@ class Kind:
 
     def decode(self, value: str) -> Row:
         """A stored value as `get` shows it (and as a write compares against)."""
-        data = json.loads(value)
+        data: Row = json.loads(value)
         if self.name == "IPAMConfiguration":
             return {"apiVersion": "projectcalico.org/v3", "kind": self.name, "metadata": {"name": "default"},
                     "spec": {"strictAffinity": bool(data.get("strict_affinity", False)),
@@ -184,7 +184,7 @@ KINDS = (
 
 _BY_ALIAS: dict[str, Kind] = {}
 for _kind in KINDS:
-    for _alias in _kind.aliases + (_kind.name.lower(),):
+    for _alias in (*_kind.aliases, _kind.name.lower()):
         _BY_ALIAS[_alias] = _kind
 _BY_NAME = {kind.name: kind for kind in KINDS}
 
@@ -196,3 +196,8 @@ def by_alias(text: str) -> Kind | None:
 
 def by_kind(name: str) -> Kind | None:
     return _BY_NAME.get(name)
+
+
+def known_kind(name: str) -> Kind:
+    """One of KINDS, named by this program itself (an unknown name is a bug: KeyError)."""
+    return _BY_NAME[name]

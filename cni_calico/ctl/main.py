@@ -5,14 +5,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any, Callable, Sequence, TextIO
+from typing import Any, Callable, NoReturn, Sequence, TextIO
 
 from .. import __version__
 from .errors import CtlError
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         raise _BadArguments(message)
 
 
@@ -166,11 +166,11 @@ def _version(args: argparse.Namespace, env: dict[str, str], out: TextIO) -> int:
     from ..build_info import build_info
     from ..errors import CniError
     from . import connection, store
-    from .kinds import by_kind
+    from .kinds import known_kind
 
     commit, date = build_info()
     out.write(f"Client Version:    v{__version__}\nBuild date:        {date}\nGit commit:        {commit}\n")
-    ref = store.Ref(by_kind("ClusterInformation"), "default")  # type: ignore[arg-type]
+    ref = store.Ref(known_kind("ClusterInformation"), "default")
     try:
         with connection.open_store(connection.resolve(args.config, env)) as ds:
             found = store.read(ds, ref)

@@ -21,9 +21,10 @@ PADDING = 3
 def table(headings: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """Every cell is tab-terminated in Calico's templates, so every cell - the last one too - is
     padded to its column's width (the widest cell plus 3, at least 5); a blank line follows."""
-    lines = [list(headings)] + [list(row) for row in rows]
+    lines = [list(headings), *(list(row) for row in rows)]
     widths = [max(MIN_WIDTH, max(len(line[i]) for line in lines) + PADDING) for i in range(len(headings))]
-    return "".join("".join(cell.ljust(width) for cell, width in zip(line, widths)) + "\n" for line in lines) + "\n"
+    return "".join("".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)) + "\n"
+                   for line in lines) + "\n"
 
 
 def resource_table(kind: Kind, items: Sequence[dict[str, Any]], *, wide: bool, with_namespace: bool,

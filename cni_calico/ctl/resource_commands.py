@@ -17,7 +17,7 @@ from ..datastore import Datastore
 from ..model import v3
 from . import documents, output, semantics, store
 from .errors import CtlError
-from .kinds import Kind, TableContext, by_alias, by_kind
+from .kinds import Kind, TableContext, by_alias, by_kind, known_kind
 from .store import OperationError, Ref
 from .summary import Outcome, Summary, summarize
 
@@ -119,7 +119,7 @@ def _table_context(ds: Datastore, kind: Kind, fmt: str) -> TableContext:
     """The AS number a node inherits, read only when a node table may show it."""
     if kind.name != "Node" or fmt != "wide":
         return TableContext()
-    found = store.read(ds, Ref(by_kind("BGPConfiguration"), "default"))  # type: ignore[arg-type]
+    found = store.read(ds, Ref(known_kind("BGPConfiguration"), "default"))
     asn = found[0].get("spec", {}).get("asNumber") if found else None
     return TableContext(default_as=str(asn)) if asn else TableContext()
 

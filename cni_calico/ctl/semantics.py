@@ -11,7 +11,7 @@ from ..allocation.block import AllocationBlock
 from ..allocation.client import IpamClient, ReleaseOptions
 from ..datastore import Datastore
 from ..model import keys
-from .kinds import by_kind
+from .kinds import known_kind
 from .store import Ref, field_error, list_all
 
 log = logging.getLogger(__name__)
@@ -21,7 +21,7 @@ Row = dict[str, Any]
 def check_pool_overlap(ds: Datastore, stored: Row) -> None:
     """Calico refuses a pool overlapping another pool (of the same name it is an update)."""
     mine = netaddr.IPNetwork(stored["spec"]["cidr"])
-    rows, _ = list_all(ds, by_kind("IPPool"), None)  # type: ignore[arg-type]
+    rows, _ = list_all(ds, known_kind("IPPool"), None)
     for row in rows:
         if row["metadata"]["name"] == stored["metadata"]["name"]:
             continue
@@ -61,13 +61,13 @@ def clean_up_node(ds: Datastore, node: str) -> list[str]:
 
     warnings = []
     client = IpamClient(ds, node)
-    weps, _ = list_all(ds, by_kind("WorkloadEndpoint"), None)  # type: ignore[arg-type]
+    weps, _ = list_all(ds, known_kind("WorkloadEndpoint"), None)
     for wep in weps:
         spec = wep.get("spec", {})
         if spec.get("node") != node:
             continue
         client.release_addresses([ReleaseOptions(netaddr.IPNetwork(n).ip) for n in spec.get("ipNetworks", [])])
-        ref = Ref(by_kind("WorkloadEndpoint"), wep["metadata"]["name"], wep["metadata"].get("namespace"))  # type: ignore[arg-type]
+        ref = Ref(known_kind("WorkloadEndpoint"), wep["metadata"]["name"], wep["metadata"].get("namespace"))
         kv = ds.get(ref.key)
         if kv is not None:
             ds.delete(ref.key, kv.mod_revision)

@@ -10,13 +10,13 @@ from __future__ import annotations
 import copy
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import netaddr
 
 from ..datastore import Datastore
-from .kinds import Kind, by_kind
+from .kinds import Kind, known_kind
 
 Row = dict[str, Any]
 SERVER_FIELDS = ("resourceVersion", "creationTimestamp", "uid")
@@ -91,7 +91,7 @@ def find_pool_by_cidr(ds: Datastore, cidr: str) -> str | None:
         wanted = netaddr.IPNetwork(cidr).cidr
     except (netaddr.AddrFormatError, ValueError):
         return None
-    rows, _ = list_all(ds, by_kind("IPPool"), None)  # type: ignore[arg-type]
+    rows, _ = list_all(ds, known_kind("IPPool"), None)
     for row in rows:
         try:
             if netaddr.IPNetwork(row["spec"]["cidr"]).cidr == wanted:
@@ -117,7 +117,7 @@ def create(ds: Datastore, kind: Kind, stored: Row) -> Row:
     ref = ref_of(kind, stored)
     row = _content(stored)
     if kind.name != "IPAMConfiguration":
-        row["metadata"]["creationTimestamp"] = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        row["metadata"]["creationTimestamp"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         row["metadata"]["uid"] = str(uuid.uuid4())
     if not ds.create(ref.key, kind.encode(row)):
         raise already_exists(ref)

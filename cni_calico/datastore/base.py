@@ -7,10 +7,11 @@ never an exception; an unreachable store is DatastoreUnavailable (code 11).
 
 from __future__ import annotations
 
+import builtins
 import logging
 import queue
 from dataclasses import dataclass
-from typing import Callable, Iterable, Mapping
+from typing import Callable, Iterable, Mapping, Self
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ class Watch:
             self.cancelled = True
             try:
                 self._cancel()
-            except Exception as exc:  # the stream may already be gone with etcd; nothing to undo
+            except Exception as exc:  # noqa: BLE001 (the stream may already be gone with etcd; nothing to undo)
                 log.debug("cancelling a watch: %s", exc)
             self._queue.put(None)
 
@@ -83,7 +84,7 @@ class Datastore:
         return self.read_many(wanted, ())[0]
 
     def read_many(self, wanted: Iterable[str], prefixes: Iterable[str]
-                  ) -> tuple[dict[str, KeyValue | None], dict[str, list[KeyValue]]]:
+                  ) -> tuple[dict[str, KeyValue | None], dict[str, builtins.list[KeyValue]]]:
         """Keys and whole prefixes (sorted by key) read at one revision: one round trip on etcd."""
         return {key: self.get(key) for key in wanted}, {prefix: self.list(prefix) for prefix in prefixes}
 
@@ -92,7 +93,7 @@ class Datastore:
         """If every key in `expect` has that mod revision (0: absent), apply the writes; True if applied."""
         raise NotImplementedError
 
-    def snapshot(self, prefix: str) -> tuple[list[KeyValue], int]:
+    def snapshot(self, prefix: str) -> tuple[builtins.list[KeyValue], int]:
         """All keys under `prefix` and the store revision they were read at (watch from revision + 1)."""
         raise NotImplementedError
 
@@ -113,7 +114,7 @@ class Datastore:
     def delete(self, key: str, revision: int) -> bool:
         return self.txn({key: revision}, delete=[key])
 
-    def __enter__(self) -> Datastore:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -41,7 +41,7 @@ def read_modify_write(ds: Datastore, key: str, change: Callable[[str | None], st
     """Set `key` to `change(current value or None)` at the revision read (None: delete it; the same
     value: no write), retrying on conflict. Returns the value written (or kept)."""
 
-    def attempt() -> str | None | Conflict:
+    def attempt() -> str | Conflict | None:
         kv = ds.get(key)
         current = kv.value if kv else None
         wanted = change(current)

@@ -3,10 +3,11 @@ never pays for it). Endpoints fail over; every failure to reach etcd is Datastor
 
 from __future__ import annotations
 
+import builtins
 import logging
 import os
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Sequence
+from typing import Any, Callable, Concatenate, Iterable, Iterator, Mapping, ParamSpec, Protocol, Sequence, TypeVar, cast
 from urllib.parse import urlsplit
 
 from ..errors import INVALID_NETWORK_CONFIG, CniError, DatastoreUnavailable
@@ -15,6 +16,58 @@ from .base import Datastore, KeyValue, Watch, WatchEvent, WatchLost
 log = logging.getLogger(__name__)
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:2379"
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+# The parts of the etcd3 client used here, which ships no type information.
+class _Meta(Protocol):
+    """etcd3's KVMetadata, and the key-value messages of a range response."""
+
+    key: bytes
+    mod_revision: int
+    create_revision: int
+
+
+class _Kv(_Meta, Protocol):
+    value: bytes
+
+
+class _Header(Protocol):
+    revision: int
+
+
+class _RangeResponse(Protocol):
+    header: _Header
+    kvs: Sequence[_Kv]
+
+
+class _WatchResponse(Protocol):
+    events: Sequence[_Kv]
+
+
+class _EtcdClient(Protocol):
+    transactions: Any  # builders whose comparisons overload ==
+    watcher: Any  # etcd3's Watcher: its thread's `_run` is wrapped below
+
+    def get(self, key: str) -> tuple[bytes | None, _Meta | None]: ...
+
+    def get_prefix(self, key_prefix: str, sort_order: str, sort_target: str) -> Iterator[tuple[bytes, _Meta]]: ...
+
+    def get_prefix_response(self, key_prefix: str, sort_order: str, sort_target: str) -> _RangeResponse: ...
+
+    def transaction(self, compare: Sequence[object], success: Sequence[object], failure: Sequence[object]
+                    ) -> tuple[bool, list[Any]]: ...
+
+    def add_watch_prefix_callback(self, key_prefix: str, callback: Callable[[_WatchResponse | Exception], None],
+                                  start_revision: int) -> int: ...
+
+    def cancel_watch(self, watch_id: int) -> None: ...
+
+    def compact(self, revision: int, physical: bool) -> None: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -101,16 +154,17 @@ class EtcdDatastore(Datastore):
         self._current = 0
         self._client = self._connect(self._endpoints[0])
 
-    def _connect(self, endpoint: EtcdEndpoint):  # type: ignore[no-untyped-def]
+    def _connect(self, endpoint: EtcdEndpoint) -> _EtcdClient:
         key_file, cert_file, ca_file = self._tls
         secure = endpoint.secure or ca_file is not None
-        return self._etcd3.client(
+        return cast("_EtcdClient", self._etcd3.client(
             host=endpoint.netloc_host, port=endpoint.port, timeout=self._timeout,
             ca_cert=ca_file if secure else None,
             cert_key=key_file if secure else None, cert_cert=cert_file if secure else None,
-        )
+        ))
 
-    def _call(self, operation, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def _call(self, operation: Callable[Concatenate[_EtcdClient, _P], _T], *args: _P.args, **kwargs: _P.kwargs
+              ) -> _T:
         """Run `operation(client, ...)`, moving to the next endpoint when one is unreachable."""
         errors = []
         for _ in range(len(self._endpoints)):
@@ -137,37 +191,38 @@ class EtcdDatastore(Datastore):
         return f"{'https' if ep.secure else 'http'}://{ep.netloc_host}:{ep.port}"
 
     @staticmethod
-    def _kv(meta, value: bytes) -> KeyValue:  # type: ignore[no-untyped-def]
+    def _kv(meta: _Meta, value: bytes) -> KeyValue:
         return KeyValue(meta.key.decode(), value.decode(), meta.mod_revision, meta.create_revision)
 
     def get(self, key: str) -> KeyValue | None:
         value, meta = self._call(lambda c: c.get(key))
-        return None if meta is None else self._kv(meta, value)
+        return None if meta is None or value is None else self._kv(meta, value)
 
     def list(self, prefix: str) -> list[KeyValue]:
         rows = self._call(lambda c: list(c.get_prefix(prefix, sort_order="ascend", sort_target="key")))
         return [self._kv(meta, value) for value, meta in rows]
 
     def read_many(self, wanted: Iterable[str], prefixes: Iterable[str]
-                  ) -> tuple[dict[str, KeyValue | None], dict[str, list[KeyValue]]]:
+                  ) -> tuple[dict[str, KeyValue | None], dict[str, builtins.list[KeyValue]]]:
         wanted, prefixes = list(wanted), list(prefixes)
         get = self._etcd3.transactions.Get
 
-        def read(client):  # type: ignore[no-untyped-def]
+        def read(client: _EtcdClient) -> builtins.list[builtins.list[tuple[bytes, _Meta]]]:
             # A transaction with no comparison and only reads: one round trip, one revision.
             ops = [get(k) for k in wanted] + [get(p, range_end=_prefix_end(p)) for p in prefixes]
             _, responses = client.transaction(compare=[], success=ops, failure=[])
             return responses
 
-        found = self._call(read) if wanted or prefixes else []
-        keys_found = {key: self._kv(rows[0][1], rows[0][0]) if rows else None for key, rows in zip(wanted, found)}
+        found: builtins.list[builtins.list[tuple[bytes, _Meta]]] = self._call(read) if wanted or prefixes else []
+        keys_found = {key: self._kv(rows[0][1], rows[0][0]) if rows else None
+                      for key, rows in zip(wanted, found[:len(wanted)], strict=True)}
         prefix_rows = {prefix: sorted((self._kv(meta, value) for value, meta in rows), key=lambda kv: kv.key)
-                       for prefix, rows in zip(prefixes, found[len(wanted):])}
+                       for prefix, rows in zip(prefixes, found[len(wanted):], strict=True)}
         return keys_found, prefix_rows
 
     def txn(self, expect: Mapping[str, int], put: Mapping[str, str] | None = None,
             delete: Iterable[str] = ()) -> bool:
-        def attempt(client):  # type: ignore[no-untyped-def]
+        def attempt(client: _EtcdClient) -> bool:
             t = client.transactions
             compare = [t.mod(key) == revision for key, revision in expect.items()]
             ops: Sequence[object] = [t.put(k, v) for k, v in (put or {}).items()]
@@ -177,8 +232,8 @@ class EtcdDatastore(Datastore):
 
         return self._call(attempt)
 
-    def snapshot(self, prefix: str) -> tuple[list[KeyValue], int]:
-        def read(client):  # type: ignore[no-untyped-def]
+    def snapshot(self, prefix: str) -> tuple[builtins.list[KeyValue], int]:
+        def read(client: _EtcdClient) -> tuple[int, builtins.list[KeyValue]]:
             response = client.get_prefix_response(prefix, sort_order="ascend", sort_target="key")
             return response.header.revision, [
                 KeyValue(kv.key.decode(), kv.value.decode(), kv.mod_revision, kv.create_revision)
@@ -191,7 +246,7 @@ class EtcdDatastore(Datastore):
         watch = Watch()
         exceptions = self._etcd3.exceptions
 
-        def on_response(response) -> None:  # type: ignore[no-untyped-def]
+        def on_response(response: _WatchResponse | Exception) -> None:
             # Called on etcd3's watcher thread: a response, or an exception when the stream ends.
             if isinstance(response, Exception):
                 watch._deliver(WatchLost(f"etcd watch ended: {response}"))

@@ -18,7 +18,10 @@ from __future__ import annotations
 import importlib
 import sys
 from types import CodeType, ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:  # importlib.abc itself costs milliseconds to import: for the annotations only
+    from importlib.abc import Loader
 
 # module name -> the .proto file it was generated from; kv and auth are rpc's dependencies
 PROTO_FILES = {
@@ -59,9 +62,11 @@ class _RebuildingLoader:
         for dependency in DEPENDENCIES.get(name, ()):
             importlib.import_module(dependency)  # its file must be in the pool first
         code = self.original.loader.get_code(name)
-        module.DESCRIPTOR = descriptor_pool.Default().AddSerializedFile(serialized_descriptor(code, self.proto_file))
-        builder.BuildMessageAndEnumDescriptors(module.DESCRIPTOR, module.__dict__)
-        builder.BuildTopDescriptorsAndMessages(module.DESCRIPTOR, name, module.__dict__)
+        descriptor = descriptor_pool.Default().AddSerializedFile(serialized_descriptor(code, self.proto_file))
+        namespace = module.__dict__  # the module's attributes, which a generated module defines
+        namespace["DESCRIPTOR"] = descriptor
+        builder.BuildMessageAndEnumDescriptors(descriptor, namespace)
+        builder.BuildTopDescriptorsAndMessages(descriptor, name, namespace)
 
 
 class _Finder:
@@ -78,7 +83,10 @@ class _Finder:
                 continue
             original = finder.find_spec(name, path, target)
             if original is not None:
-                return spec_from_loader(name, _RebuildingLoader(original, proto_file), origin=original.origin)
+                # A loader with exec_module is all the import system needs (typeshed's Loader also
+                # names the deprecated load_module, which it never calls on such a loader).
+                loader = cast("Loader", _RebuildingLoader(original, proto_file))
+                return spec_from_loader(name, loader, origin=original.origin)
         return None
 
 

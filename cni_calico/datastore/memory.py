@@ -3,6 +3,7 @@ contract tests run every behaviour on it and on real etcd)."""
 
 from __future__ import annotations
 
+import builtins
 import threading
 from typing import Iterable, Mapping
 
@@ -59,14 +60,14 @@ class MemoryDatastore(Datastore):
             self._notify(events)
             return True
 
-    def _notify(self, events: list[WatchEvent]) -> None:
+    def _notify(self, events: builtins.list[WatchEvent]) -> None:
         self._watchers = [(p, w) for p, w in self._watchers if not w.cancelled]
         for prefix, watch in self._watchers:
             batch = [e for e in events if e.key.startswith(prefix)]
             if batch:
                 watch._deliver(batch)
 
-    def snapshot(self, prefix: str) -> tuple[list[KeyValue], int]:
+    def snapshot(self, prefix: str) -> tuple[builtins.list[KeyValue], int]:
         with self._lock:
             return [kv for key, kv in sorted(self._data.items()) if key.startswith(prefix)], self.revision
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from typing import Iterable, Mapping
 
 from .base import Datastore, KeyValue, Watch
@@ -35,7 +36,7 @@ class Prefetched(Datastore):
         return self._prefixes.pop(prefix) if prefix in self._prefixes else self.inner.list(prefix)
 
     def read_many(self, wanted: Iterable[str], prefixes: Iterable[str]
-                  ) -> tuple[dict[str, KeyValue | None], dict[str, list[KeyValue]]]:
+                  ) -> tuple[dict[str, KeyValue | None], dict[str, builtins.list[KeyValue]]]:
         """Prefetched keys and prefixes are served (once); the rest is read in one round trip.
         A read that mixes both mixes two revisions, as two separate reads would."""
         self._load()
@@ -60,7 +61,7 @@ class Prefetched(Datastore):
                 del self._prefixes[prefix]
         return self.inner.txn(expect, put, delete)
 
-    def snapshot(self, prefix: str) -> tuple[list[KeyValue], int]:
+    def snapshot(self, prefix: str) -> tuple[builtins.list[KeyValue], int]:
         return self.inner.snapshot(prefix)
 
     def watch(self, prefix: str, start_revision: int) -> Watch:

@@ -5,7 +5,7 @@ Users manage the same resources with calicoctl; these are the programmatic short
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from pydantic import ValidationError
 
@@ -22,8 +22,8 @@ class AdminError(Exception):
 def create_pool(ds: Datastore, name: str, cidr: str, **spec: object) -> IPPool:
     """Validate and create an IPPool; refuses a duplicate name or an overlapping CIDR."""
     try:
-        pool = IPPool(metadata=Metadata(name=name, creationTimestamp=datetime.now(timezone.utc).isoformat()),
-                      spec=IPPoolSpec(cidr=cidr, **spec))
+        pool = IPPool(metadata=Metadata(name=name, creationTimestamp=datetime.now(UTC).isoformat()),
+                      spec=IPPoolSpec.model_validate({"cidr": cidr, **spec}))
         selector.parse(pool.spec.nodeSelector)
     except (ValidationError, ValueError) as exc:
         raise AdminError(f"invalid pool {name!r}: {_first_error(exc)}") from None

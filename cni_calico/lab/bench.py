@@ -13,6 +13,7 @@ the kernel's accounting (the executables, calico-node and etcd) and printed per 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -38,7 +39,7 @@ PARALLEL = 8
 
 def percentile(values: Sequence[float], fraction: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
 class Variant:
@@ -51,10 +52,12 @@ class Variant:
 
     def call(self, host: Host, command: str, container_id: str, netns: str) -> float:
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "CNI_COMMAND": command,
-               "CNI_CONTAINERID": container_id, "CNI_NETNS": netns, "CNI_IFNAME": "eth0", "CNI_PATH": self.cni_path, **self.env}
+               "CNI_CONTAINERID": container_id, "CNI_NETNS": netns, "CNI_IFNAME": "eth0", "CNI_PATH": self.cni_path,
+               **self.env}
         started = time.monotonic()
-        proc = subprocess.run(["nsenter", f"--net={host.netns_path}", self.binary], input=json.dumps(self.conf).encode(),
-                              env=env, capture_output=True, timeout=120)
+        proc = subprocess.run(["nsenter", f"--net={host.netns_path}", self.binary],
+                              input=json.dumps(self.conf).encode(), env=env, capture_output=True, timeout=120,
+                              check=False)
         took = time.monotonic() - started
         if proc.returncode != 0:
             raise RuntimeError(f"{self.label} {command} {container_id}: {proc.stdout.decode()[:300]}")
@@ -62,7 +65,8 @@ class Variant:
 
     def container_ids(self, round_: int, parallel: int) -> list[str]:
         tag = "".join(c for c in self.label.lower() if c.isalnum())[:6]
-        return [f"{tag}{i:05d}{'p' if parallel > 1 else 's'}{round_}{os.urandom(4).hex()}" for i in range(len(self.pods))]
+        mode = "p" if parallel > 1 else "s"
+        return [f"{tag}{i:05d}{mode}{round_}{os.urandom(4).hex()}" for i in range(len(self.pods))]
 
 
 class CpuMeter:
@@ -143,9 +147,8 @@ def measure_parallel(variants: list[Variant], host: Host, meter: CpuMeter, resul
                 measured = results[(variant.label, PARALLEL, command)]
                 before, started = meter.read(), time.monotonic()
                 with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
-                    measured.latencies += pool.map(
-                        lambda pair: variant.call(host, command, pair[0], f"{NETNS_DIR}/{pair[1]}"),
-                        zip(ids, variant.pods))
+                    measured.latencies += pool.map(functools.partial(variant.call, host, command),
+                                                   ids, [f"{NETNS_DIR}/{pod}" for pod in variant.pods])
                 measured.walls.append(time.monotonic() - started)
                 measured.add_cpu(meter.since(before, meter.read()))
 
@@ -230,7 +233,7 @@ def latency(etcd: PrivateEtcd, pod_count: int, standalone: bool, rounds: int, ag
         admin.create_pool(ds, "bench-pool", "10.70.0.0/16")
         with Cluster(etcd.port, hosts=1, node_names=["bench-node"]) as cluster:
             host = cluster.hosts[0]
-            agent = cluster.start_agent(host, **agent_env)
+            agent = cluster.start_agent(host, True, **agent_env)
             base = cluster.pod_conf(host)
             calico = str(cluster.bin_dir / "calico")
             cni_path = f"{cluster.bin_dir}:{GO_PLUGINS}"
@@ -279,7 +282,7 @@ def report(results: Results, pods: int, variants: list[Variant]) -> str:
 
     def wall(label: str, parallel: int) -> float:
         add, delete = results[(label, parallel, "ADD")], results[(label, parallel, "DEL")]
-        return statistics.median(a + d for a, d in zip(add.walls, delete.walls))
+        return statistics.median(a + d for a, d in zip(add.walls, delete.walls, strict=True))
 
     def p50(label: str, parallel: int, command: str) -> float:
         return statistics.median(results[(label, parallel, command)].latencies)
@@ -300,7 +303,8 @@ def report(results: Results, pods: int, variants: list[Variant]) -> str:
                          f"{wall(label, parallel) / wall(go, parallel):.1f}x |")
     lines += ["", "CPU per call, ADD and DEL averaged (callers: nsenter and the plugin executables, with "
               "whatever they exec):", "",
-              "| plugins | calls | callers | calico-node | etcd | total | total vs Go |", "|---|---|---|---|---|---|---|"]
+              "| plugins | calls | callers | calico-node | etcd | total | total vs Go |",
+              "|---|---|---|---|---|---|---|"]
     for parallel in (1, PARALLEL):
         totals = {}
         for variant in variants:

@@ -198,7 +198,7 @@ class Cluster:
     # ------------------------------------------------------------ pods
 
     def pod_conf(self, host: Host) -> dict[str, Any]:
-        conf = json.loads(EXAMPLE_CONF.read_text())
+        conf: dict[str, Any] = json.loads(EXAMPLE_CONF.read_text())
         # A real host has one /var/lib/calico/nodename; simulated hosts share a filesystem.
         conf.update(etcd_endpoints=self.etcd, nodename_file=str(host.nodename_file), log_level="warning",
                     fast_path_socket=str(host.run_dir / "cni.sock"))  # served when the host's agent runs
@@ -251,7 +251,7 @@ class Cluster:
     def calicoctl(self, host: Host, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         env = self.agent_env(host)
         return subprocess.run(["ip", "netns", "exec", host.netns, *binaries.command("calicoctl"), *args],
-                              capture_output=True, text=True, env=env, timeout=60, input=stdin)
+                              capture_output=True, text=True, env=env, timeout=60, input=stdin, check=False)
 
     # ------------------------------------------------------------ teardown
 

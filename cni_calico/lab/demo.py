@@ -8,6 +8,7 @@ Everything it starts is stopped on the way out (normal exit, error or Ctrl-C).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -16,7 +17,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from ..allocation.block import AllocationBlock
 from ..datastore import EtcdDatastore
@@ -34,7 +35,7 @@ def banner(text: str) -> None:
     print(f"\n=== {text}", flush=True)
 
 
-def wait_for(what: str, check, timeout: float = 60) -> float:  # type: ignore[no-untyped-def]
+def wait_for(what: str, check: Callable[[], bool], timeout: float = 60) -> float:
     start = time.monotonic()
     while not check():
         if time.monotonic() - start > timeout:
@@ -185,11 +186,14 @@ def policy_demo(cluster: Cluster, addresses: dict[tuple[str, str], str]) -> int:
     targets = [(name, pod, ip) for (name, pod), ip in addresses.items() if name == last.name]
     failures = 0
 
+    def pings_as_wanted(ip: str, wanted: str) -> bool:
+        return cluster.ping(first, "pod1", ip) == (wanted == "ok")
+
     def ping_all(expect_blocked: set[str]) -> None:
         nonlocal failures
         for name, pod, ip in targets:
             wanted = "blocked" if pod in expect_blocked else "ok"
-            ok = wait_quietly(lambda: cluster.ping(first, "pod1", ip) == (wanted == "ok"), 3)
+            ok = wait_quietly(functools.partial(pings_as_wanted, ip, wanted), 3)
             failures += not ok
             print(f"  {first.name}/pod1 -> {name}/{pod} ({ip}): {wanted if ok else 'UNEXPECTED'}")
 
@@ -203,7 +207,7 @@ def policy_demo(cluster: Cluster, addresses: dict[tuple[str, str], str]) -> int:
     return failures
 
 
-def wait_quietly(check, timeout: float) -> bool:  # type: ignore[no-untyped-def]
+def wait_quietly(check: Callable[[], bool], timeout: float) -> bool:
     """True once `check()` holds; False after `timeout` seconds (policy takes effect within one)."""
     deadline = time.monotonic() + timeout
     while not check():

@@ -36,15 +36,14 @@ class PrivateEtcd:
         self.data_dir = self.data_dir or tempfile.mkdtemp(prefix="cni-calico-etcd-")
         self.port = self.port or free_port()
         peer = free_port()
-        log = open(os.path.join(self.data_dir, "etcd.log"), "wb")
-        self.process = subprocess.Popen(
-            [self.binary, "--name", "lab", "--data-dir", os.path.join(self.data_dir, "data"),
-             "--listen-client-urls", self.endpoint, "--advertise-client-urls", self.endpoint,
-             "--listen-peer-urls", f"http://127.0.0.1:{peer}",
-             "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
-             "--initial-cluster", f"lab=http://127.0.0.1:{peer}", "--log-level", "error"],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        log.close()
+        with open(os.path.join(self.data_dir, "etcd.log"), "wb") as log:  # etcd keeps its own descriptor
+            self.process = subprocess.Popen(
+                [self.binary, "--name", "lab", "--data-dir", os.path.join(self.data_dir, "data"),
+                 "--listen-client-urls", self.endpoint, "--advertise-client-urls", self.endpoint,
+                 "--listen-peer-urls", f"http://127.0.0.1:{peer}",
+                 "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
+                 "--initial-cluster", f"lab=http://127.0.0.1:{peer}", "--log-level", "error"],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

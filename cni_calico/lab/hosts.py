@@ -84,13 +84,12 @@ def exec_cni(command: Sequence[str], cni_env: Mapping[str, str], config: dict[st
 def start_agent(netns: str, command: Sequence[str], env: Mapping[str, str], output: str | None = None
                 ) -> subprocess.Popen[bytes]:
     """calico-node (or `command`) inside the namespace, as `ip netns exec` runs it (same PID)."""
-    sink = open(output, "ab") if output else subprocess.DEVNULL  # noqa: SIM115 (the child keeps it)
-    try:
-        return subprocess.Popen(["ip", "netns", "exec", netns, *command], env=dict(env), stdin=subprocess.DEVNULL,
-                                stdout=sink, stderr=sink)
-    finally:
-        if output:
-            sink.close()  # type: ignore[union-attr]
+    argv = ["ip", "netns", "exec", netns, *command]
+    if not output:
+        return subprocess.Popen(argv, env=dict(env), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+    with open(output, "ab") as sink:  # the child keeps its own descriptor
+        return subprocess.Popen(argv, env=dict(env), stdin=subprocess.DEVNULL, stdout=sink, stderr=sink)
 
 
 def stop_process(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, wait: float = 15) -> None:

@@ -46,6 +46,6 @@ def iptables_equivalent(state: PolicyState) -> int:
         spec = by_id[pid].spec
         total += _iptables_rule_cost(spec.ingress if direction == INGRESS else spec.egress)
     for name in active_profiles:
-        spec = state.profiles[name]
-        total += _iptables_rule_cost(spec.ingress) + _iptables_rule_cost(spec.egress)
+        profile = state.profiles[name]
+        total += _iptables_rule_cost(profile.ingress) + _iptables_rule_cost(profile.egress)
     return len(families) * total

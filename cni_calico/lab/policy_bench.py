@@ -12,12 +12,13 @@ an egress rule allowing UDP 53.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import statistics
 import subprocess
 import time
 import uuid
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 from ..model import v3
 from ..node.policy.apply import NftCommand, NftDataplane, NftLibrary
@@ -28,6 +29,7 @@ from .hosts import NETNS_DIR
 from .iptables_estimate import iptables_equivalent
 
 NAMESPACES = 5
+T = TypeVar("T")
 
 
 def endpoint(i: int) -> Endpoint:
@@ -58,7 +60,7 @@ def synthetic_state(endpoints: int, policies: int) -> PolicyState:
                        nat_pools=("10.64.0.0/10",), all_pools=("10.64.0.0/10",))
 
 
-def _timed(action: Any) -> tuple[float, Any]:
+def _timed(action: Callable[[], T]) -> tuple[float, T]:
     started = time.monotonic()
     value = action()
     return time.monotonic() - started, value
@@ -74,27 +76,31 @@ def measure(endpoints: int = 1000, policies: int = 100, repeats: int = 5) -> dic
         render_s, ruleset = _timed(lambda: render(state))
         full_s, how = _timed(lambda: dataplane.apply(ruleset))
         assert how == "full"
+
+        def render_and_apply(state: PolicyState) -> str:
+            return dataplane.apply(render(state))
+
         changes, additions = [], []
         for n in range(repeats):
             changed = list(state.policies)
             spec = changed[0].spec.model_copy(update={"order": 1000 + n})  # one policy moves to the end
             changed[0] = dataclasses.replace(changed[0], spec=spec)
             state = dataclasses.replace(state, policies=tuple(changed))
-            changes.append(_timed(lambda: dataplane.apply(render(state)))[0])
-            state = dataclasses.replace(state, endpoints=state.endpoints + (endpoint(endpoints + n),))
-            additions.append(_timed(lambda: dataplane.apply(render(state)))[0])
+            changes.append(_timed(functools.partial(render_and_apply, state))[0])
+            state = dataclasses.replace(state, endpoints=(*state.endpoints, endpoint(endpoints + n)))
+            additions.append(_timed(functools.partial(render_and_apply, state))[0])
         dataplane.runner = NftCommand(["ip", "netns", "exec", netns, "nft"])  # the same, by the nft program
         by_program = []
         for n in range(repeats):
-            state = dataclasses.replace(state, endpoints=state.endpoints + (endpoint(endpoints + repeats + n),))
-            by_program.append(_timed(lambda: dataplane.apply(render(state)))[0])
+            state = dataclasses.replace(state, endpoints=(*state.endpoints, endpoint(endpoints + repeats + n)))
+            by_program.append(_timed(functools.partial(render_and_apply, state))[0])
         library.close()
         return {"endpoints": endpoints, "policies": policies, "render_s": render_s, "full_apply_s": full_s,
                 "policy_change_s": statistics.median(changes), "endpoint_add_s": statistics.median(additions),
                 "endpoint_add_program_s": statistics.median(by_program),
                 "counts": counts(ruleset), "iptables_rules": iptables_equivalent(synthetic_state(endpoints, policies))}
     finally:
-        subprocess.run(["ip", "netns", "del", netns], capture_output=True)
+        subprocess.run(["ip", "netns", "del", netns], capture_output=True, check=False)
 
 
 def report(r: dict[str, Any]) -> str:

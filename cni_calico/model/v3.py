@@ -16,7 +16,7 @@ import ipaddress
 import math
 import re
 from collections.abc import Callable, Mapping
-from typing import Annotated, Any, ClassVar, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     AfterValidator,
@@ -30,9 +30,9 @@ from pydantic import (
 from . import labels
 from . import selector as _selector
 
-API_VERSION = "projectcalico.org/v3"
+API_VERSION: Literal["projectcalico.org/v3"] = "projectcalico.org/v3"
 
-IPInterface = Union[ipaddress.IPv4Interface, ipaddress.IPv6Interface]
+IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 
 
 class ValidationFailure(ValueError):
@@ -174,7 +174,7 @@ def _pool_cidr(text: str) -> str:
     if iface.ip != iface.network.network_address:
         raise _Invalid(f"{text!r} is not strictly masked: host bits are set (the network is {iface.network})")
     link_local = _V4_LINK_LOCAL if iface.version == 4 else _V6_LINK_LOCAL
-    if iface.network.overlaps(link_local):  # type: ignore[arg-type]
+    if iface.network.overlaps(link_local):
         raise _Invalid(f"{iface.network} overlaps the IPv{iface.version} link-local range {link_local}")
     return str(iface.network)
 
@@ -266,7 +266,7 @@ def _protocol(value: Any) -> int | str:
         raise _Invalid(f"invalid protocol {value!r}: one of {', '.join(_PROTOCOLS)} or a number 1-255{hint}")
     if not 1 <= number <= 255:
         raise _Invalid(f"invalid protocol {value!r}: protocol numbers are 1-255")
-    return value
+    return value if isinstance(value, int) else str(value)  # as given: a number, or digits
 
 
 def _number(value: Any) -> int | float:
@@ -315,7 +315,7 @@ PortNumber = Annotated[int, Field(ge=1, le=65535)]
 
 def _set(value: Any) -> bool:
     """Set in Calico's sense: not None, not empty."""
-    return value is not None and value != "" and value != [] and value != {}
+    return value is not None and value not in ("", [], {})
 
 
 # ------------------------------------------------------------------ shared parts
@@ -347,7 +347,8 @@ class ObjectMeta(_Strict):
     managedFields: list[dict[str, Any]] | None = None
 
 
-STORED_METADATA = ("name", "namespace", "labels", "annotations", "creationTimestamp", "uid")  # the last two: the store's
+# the last two are the store's
+STORED_METADATA = ("name", "namespace", "labels", "annotations", "creationTimestamp", "uid")
 
 
 class Resource(_Strict):
@@ -386,8 +387,8 @@ class Resource(_Strict):
 
 EncapMode = Literal["Never", "Always", "CrossSubnet"]
 AllowedUse = Literal["Workload", "Tunnel", "LoadBalancer"]
-DEFAULT_ALLOWED_USES = ("Workload", "Tunnel")
-DEFAULT_ASSIGNMENT_MODE = "Automatic"
+DEFAULT_ALLOWED_USES: tuple[AllowedUse, ...] = ("Workload", "Tunnel")
+DEFAULT_ASSIGNMENT_MODE: Literal["Automatic", "Manual"] = "Automatic"
 
 
 class Condition(_Strict):
@@ -438,7 +439,7 @@ class IPPoolSpec(_Strict):
             raise _Invalid("IPIP is not supported on an IPv6 pool", "ipipMode")
         self.nodeSelector = self.nodeSelector or "all()"
         self._check_allowed_uses()
-        self.allowedUses = self.allowedUses or list(DEFAULT_ALLOWED_USES)  # type: ignore[assignment]
+        self.allowedUses = self.allowedUses or list(DEFAULT_ALLOWED_USES)
         self.assignmentMode = self.assignmentMode or DEFAULT_ASSIGNMENT_MODE
         return self
 
@@ -696,14 +697,14 @@ Rules = list[Rule]
 PolicyType = Literal["Ingress", "Egress"]
 
 
-def default_types(spec: Any) -> list[str]:
+def default_types(spec: Any) -> list[PolicyType]:
     """Calico's `types` when none are given (clientv3 defaultPolicyTypesField): Ingress when the
     policy has no egress rules (even with no ingress rules either), Egress when it has egress
     rules only, both when it has both. Given types are kept. `spec`: a model or a mapping."""
     def get(key: str) -> Any:
         return spec.get(key) if isinstance(spec, Mapping) else getattr(spec, key, None)
     if get("types"):
-        return list(get("types"))
+        return [kind for kind in get("types") if kind in ("Ingress", "Egress")]
     if not get("egress"):
         return ["Ingress"]
     if not get("ingress"):
@@ -737,7 +738,7 @@ class _PolicySpec(_Strict):
         for field in ("selector", "serviceAccountSelector"):
             if "global()" in (getattr(self, field) or ""):
                 raise _Invalid("global() can only be used in an EntityRule namespaceSelector", field)
-        self.types = default_types(self)  # type: ignore[assignment]
+        self.types = default_types(self)
         self.selector = self.selector or "all()"  # an empty selector means all() anyway
         return self
 

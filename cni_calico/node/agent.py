@@ -14,7 +14,9 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
+
+import netaddr
 
 from ..datastore import Datastore, WatchLost
 from ..errors import CniError, DatastoreUnavailable
@@ -104,7 +106,7 @@ class Agent:
         startup.enable_forwarding()
         self._retry(lambda: self._register(address), "registering the node")
 
-    def _register(self, address) -> None:  # type: ignore[no-untyped-def]
+    def _register(self, address: netaddr.IPNetwork | None) -> None:
         info = startup.ensure_cluster_information(self.ds)
         while not startup.datastore_ready(info) and not self.stop.is_set():
             log.warning("ClusterInformation says the datastore is not ready; waiting")
@@ -113,7 +115,7 @@ class Agent:
         startup.register_node(self.ds, self.name, address, self.config.as_number)
         startup.ensure_default_pool(self.ds, self.config)
 
-    def _address(self):  # type: ignore[no-untyped-def]
+    def _address(self) -> netaddr.IPNetwork | None:
         ip = self.config.ip.strip()
         if ip.lower() == "none":
             return None
@@ -353,7 +355,7 @@ class Agent:
 
     # ------------------------------------------------------------ helpers
 
-    def _retry(self, action, what: str) -> None:  # type: ignore[no-untyped-def]
+    def _retry(self, action: Callable[[], object], what: str) -> None:
         backoff = 0.5
         while True:
             try:

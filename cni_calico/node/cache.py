@@ -16,8 +16,8 @@ WATCH_PREFIX = "/calico/"
 IGNORED_PREFIXES = (keys.IPAM + "assignment/", keys.HANDLE_PREFIX)
 
 
-ROUTING_PREFIXES = tuple(keys.resource_prefix(p) for p in ("nodes", "ippools", "bgppeers", "bgpconfigurations")) + \
-    (keys.IPAM + "host/",)
+ROUTING_PREFIXES = (*(keys.resource_prefix(p) for p in ("nodes", "ippools", "bgppeers", "bgpconfigurations")),
+                    keys.IPAM + "host/")
 
 
 def relevant(key: str) -> bool:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .. import logs, netns
-from ..cni import fastpath, skel
+from ..cni import fastpath, skel, versions
 from ..datastore import Datastore, EtcdSettings
 from ..errors import INTERNAL, CniError
 
@@ -139,7 +139,7 @@ class CniServer:
         load = self._handlers.get(plugin)
         if load is None:
             return 1, json.dumps(CniError(INTERNAL, f"unknown plugin {plugin!r} for the fast path")
-                                 .to_dict(skel.LATEST_VERSION))
+                                 .to_dict(versions.LATEST_VERSION))
         out = io.StringIO()
         status = skel.run(load, env, io.BytesIO(stdin), out, plugin)  # logs the call's summary line
         return status, out.getvalue()

@@ -18,7 +18,7 @@ class HealthServer:
         checks = {"/liveness": live, "/readiness": ready}
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            def do_GET(self) -> None:  # http.server's naming
                 path = self.path.split("?")[0]
                 if path == "/metrics":
                     self._reply(200, registry.render(), "text/plain; version=0.0.4")

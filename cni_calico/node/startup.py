@@ -11,7 +11,7 @@ import os
 import re
 import socket
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import netaddr
@@ -79,7 +79,7 @@ def register_node(ds: Datastore, name: str, address: netaddr.IPNetwork | None, a
             _refuse_duplicate_address(ds, name, address)
         kv = ds.get(node_key(name))
         node = Node.model_validate_json(kv.value) if kv else Node(
-            metadata=Metadata(name=name, creationTimestamp=datetime.now(timezone.utc).isoformat()), spec=NodeSpec())
+            metadata=Metadata(name=name, creationTimestamp=datetime.now(UTC).isoformat()), spec=NodeSpec())
         bgp = node.spec.bgp or NodeBGPSpec()
         if address is not None:
             bgp.ipv4Address = str(address)
@@ -133,7 +133,7 @@ def ensure_default_pool(ds: Datastore, config: AgentConfig) -> IPPool | None:
         except ValueError:
             continue
     try:
-        pool = IPPool(metadata=Metadata(name=DEFAULT_POOL_NAME, creationTimestamp=datetime.now(timezone.utc).isoformat()),
+        pool = IPPool(metadata=Metadata(name=DEFAULT_POOL_NAME, creationTimestamp=datetime.now(UTC).isoformat()),
                       spec=IPPoolSpec(cidr=config.ipv4pool_cidr, blockSize=config.ipv4pool_block_size,
                                       ipipMode=config.ipv4pool_ipip, natOutgoing=config.ipv4pool_nat_outgoing))
     except ValueError as exc:

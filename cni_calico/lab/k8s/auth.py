@@ -28,7 +28,7 @@ def user_from_certificate(cert: dict[str, Any]) -> User:
                 name = value
             elif key == "organizationName":
                 groups.append(value)
-    return User(name, tuple(groups) + ("system:authenticated",), "x509")
+    return User(name, (*groups, "system:authenticated"), "x509")
 
 
 class Authenticator:

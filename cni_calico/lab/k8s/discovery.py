@@ -6,9 +6,9 @@ from typing import Any
 
 from . import resources as r
 
-VERSION = {"major": "1", "minor": "33", "gitVersion": "v1.33.0", "gitCommit": "0000000000000000000000000000000000000000",
-           "gitTreeState": "clean", "buildDate": "2025-04-23T00:00:00Z", "goVersion": "go1.24.2", "compiler": "gc",
-           "platform": "linux/amd64"}
+VERSION = {"major": "1", "minor": "33", "gitVersion": "v1.33.0",
+           "gitCommit": "0000000000000000000000000000000000000000", "gitTreeState": "clean",
+           "buildDate": "2025-04-23T00:00:00Z", "goVersion": "go1.24.2", "compiler": "gc", "platform": "linux/amd64"}
 
 
 def api_versions(server_address: str) -> dict[str, Any]:

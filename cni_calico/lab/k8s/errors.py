@@ -105,7 +105,8 @@ def unauthorized() -> ApiError:
 
 
 def method_not_allowed(method: str) -> ApiError:
-    return ApiError(405, "MethodNotAllowed", f"the server does not allow this method on the requested resource ({method})")
+    return ApiError(405, "MethodNotAllowed",
+                    f"the server does not allow this method on the requested resource ({method})")
 
 
 def unsupported_media_type(content_type: str, accepted: list[str]) -> ApiError:

@@ -120,8 +120,7 @@ def _check(opts: ListOptions) -> None:
                                       "continue is provided", "resourceVersionMatch")])
     if opts.continue_token and raw not in ("", "0"):
         raise bad_request("specifying resource version is not allowed when using continue")
-    if opts.limit < 0:
-        opts.limit = 0
+    opts.limit = max(opts.limit, 0)
 
 
 @dataclass

@@ -124,7 +124,8 @@ def json_patch(target: Any, operations: Any) -> Any:
         elif op in ("move", "copy"):
             if "from" not in operation:
                 raise PatchError(f"{op} operation: missing from")
-            value = _remove(doc, operation["from"], op) if op == "move" else copy.deepcopy(_get(doc, operation["from"], op))
+            source = operation["from"]
+            value = _remove(doc, source, op) if op == "move" else copy.deepcopy(_get(doc, source, op))
             doc = _add(doc, path, value, op)
         elif op == "test":
             if _get(doc, path, op) != operation["value"]:

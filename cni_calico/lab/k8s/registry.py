@@ -15,7 +15,7 @@ import json
 import random
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Callable
 
 from . import resources as r
@@ -47,7 +47,7 @@ SERVER_OWNED_META = ("uid", "creationTimestamp", "deletionTimestamp", "deletionG
 
 
 def now_rfc3339(clock: Callable[[], float] = time.time) -> str:
-    return datetime.fromtimestamp(clock(), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(clock(), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def strip_type(obj: Obj) -> Obj:
@@ -277,8 +277,9 @@ class Registry:
         strat = strategy(rt)
         meta, old_meta = obj["metadata"], old["metadata"]
         if meta.get("uid") and meta["uid"] != old_meta["uid"]:
-            raise conflict(rt.plural, rt.group, old_meta["name"], f"Precondition failed: UID in precondition: "
-                                                                  f"{meta['uid']}, UID in object meta: {old_meta['uid']}")
+            raise conflict(rt.plural, rt.group, old_meta["name"],
+                           f"Precondition failed: UID in precondition: {meta['uid']}, "
+                           f"UID in object meta: {old_meta['uid']}")
         if subresource == "status":
             obj = strat.prepare_status_update(obj, old)
             meta = obj["metadata"]

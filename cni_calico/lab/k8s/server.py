@@ -68,6 +68,7 @@ def _media_type(header: str | None) -> str:
 
 
 class ApiHTTPServer(ThreadingHTTPServer):
+    server_address: tuple[str, int]  # bound to an IP address (the base class allows bytes hosts too)
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 128
@@ -107,7 +108,8 @@ class ApiHTTPServer(ThreadingHTTPServer):
         return self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), address
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        log.debug("connection from %s ended with an error", client_address, exc_info=True)
+        # socketserver calls this from its except block: exc_info is the connection's exception
+        log.debug("connection from %s ended with an error", client_address, exc_info=True)  # noqa: LOG014
 
     def add_watch(self, handler: ApiHandler) -> None:
         with self._watches_lock:
@@ -289,7 +291,7 @@ class ApiHandler(BaseHTTPRequestHandler):
 
     # ---- routing -------------------------------------------------------------------------------
     def _serve(self, method: str, path: str, query: dict[str, list[str]], body: bytes) -> None:
-        if path.rstrip("/") in HEALTH_PATHS + ("/version",):
+        if path.rstrip("/") in (*HEALTH_PATHS, "/version"):
             path = path.rstrip("/")  # the official clients ask for /version/
         if path in HEALTH_PATHS:
             if method != "GET":
@@ -339,7 +341,7 @@ class ApiHandler(BaseHTTPRequestHandler):
                     self._send_json(200, registry.list(rt, target.namespace, opts))
             elif target.watch_path:
                 opts = parse_list_options(rt, query, watch_path=True)
-                opts.fields = FieldSelector(opts.fields.terms + (("metadata.name", True, target.name or ""),))
+                opts.fields = FieldSelector((*opts.fields.terms, ("metadata.name", True, target.name or "")))
                 self._watch(target, opts)
             else:
                 self._send_json(200, registry.get(rt, namespace, target.name or ""))

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import copy
 import ipaddress
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
+from ...ipnets import subnet_of
 from . import resources as r
 from .errors import Cause, bad_request
 from .validation import (
@@ -286,8 +287,8 @@ class NetworkPolicyStrategy(Strategy):
                 causes.append(Cause("FieldValueNotSupported", f'Unsupported value: "{policy_type}": supported values: '
                                                               f'"Ingress", "Egress"', f"spec.policyTypes[{i}]"))
         for direction, peers_key in (("ingress", "from"), ("egress", "to")):
-            for i, rule in enumerate(spec.get(direction) or []):
-                rule = rule or {}
+            for i, listed in enumerate(spec.get(direction) or []):
+                rule = listed or {}
                 for j, port in enumerate(rule.get("ports") or []):
                     causes += self._port_causes(port, f"spec.{direction}[{i}].ports[{j}]")
                 for j, peer in enumerate(rule.get(peers_key) or []):
@@ -329,7 +330,7 @@ class NetworkPolicyStrategy(Strategy):
                 network = ipaddress.ip_network(block["cidr"])
                 for k, excluded in enumerate(block.get("except") or []):
                     more = _cidr_causes(excluded, f"{path}.ipBlock.except[{k}]")
-                    if not more and not ipaddress.ip_network(excluded).subnet_of(network):  # type: ignore[arg-type]
+                    if not more and not subnet_of(ipaddress.ip_network(excluded), network):
                         more = [Cause("FieldValueInvalid", f'Invalid value: "{excluded}": must be a strict subset '
                                                            f'of `cidr`', f"{path}.ipBlock.except[{k}]")]
                     causes += more
@@ -346,7 +347,7 @@ class LeaseStrategy(Strategy):
                                   f'"{spec.get(field)}" as "2006-01-02T15:04:05.000000Z07:00": {cause.message}')
             if spec.get(field):  # it comes back as Go writes it: in UTC, with a Z
                 parsed = datetime.fromisoformat(spec[field].replace("Z", "+00:00"))
-                spec[field] = parsed.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+                spec[field] = parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
     def validate(self, obj: Obj) -> list[Cause]:
         spec = obj.get("spec") or {}

@@ -36,7 +36,8 @@ class NftCommand:
 
     def run(self, script: str) -> None:
         try:
-            proc = subprocess.run([*self.command, "-f", "-"], input=script, capture_output=True, text=True, timeout=60)
+            proc = subprocess.run([*self.command, "-f", "-"], input=script, capture_output=True, text=True, timeout=60,
+                                  check=False)
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise NftError(f"cannot run {self.command[-1]}: {exc}") from None
         if proc.returncode != 0:

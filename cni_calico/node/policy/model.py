@@ -19,7 +19,7 @@ import functools
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Mapping, Union
+from typing import Mapping
 
 from ...model import selector as _selector
 from ...model.v3 import (
@@ -40,7 +40,7 @@ SERVICE_ACCOUNT_PREFIX = "pcsa."  # service account labels, as the endpoint carr
 
 ENDPOINT_TO_HOST_ACTIONS = ("Accept", "Drop", "Return")
 
-PolicySpec = Union[NetworkPolicySpec, GlobalNetworkPolicySpec]
+PolicySpec = NetworkPolicySpec | GlobalNetworkPolicySpec
 
 
 @dataclass(frozen=True)

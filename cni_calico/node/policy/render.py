@@ -42,8 +42,9 @@ import hashlib
 import ipaddress
 import re
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Union
+from typing import Iterable, Mapping
 
+from ...ipnets import Network, subnet_of
 from ...model.v3 import EntityRule, ProfileSpec, Rule
 from .model import (
     EGRESS,
@@ -74,7 +75,6 @@ _PROTOCOLS = {"TCP": "tcp", "UDP": "udp", "ICMP": "icmp", "ICMPv6": "ipv6-icmp",
               "SCTP": "sctp", "UDPLite": "udplite"}
 _ICMP_FAMILY = {"icmp": 4, "1": 4, "ipv6-icmp": 6, "58": 6}
 
-Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
 
 # ------------------------------------------------------------------ small helpers
@@ -115,7 +115,7 @@ def _networks(cidrs: Iterable[str], version: int) -> list[Network]:
                   key=lambda n: (int(n.network_address), n.prefixlen))
     kept: list[Network] = []
     for net in nets:
-        if not kept or not net.subnet_of(kept[-1]):  # type: ignore[arg-type]
+        if not kept or not subnet_of(net, kept[-1]):
             kept.append(net)
     return kept
 
@@ -183,7 +183,7 @@ def _versions(rule: Rule) -> tuple[int, ...]:
     return tuple(sorted(versions))
 
 
-def _port_spec(ports: list | None) -> str | None:
+def _port_spec(ports: list[int | str] | None) -> str | None:
     """nft port expression for numbers and `a:b` ranges, merged and sorted; None when nothing
     numeric is left (named ports are not matched)."""
     ranges = []
@@ -370,7 +370,8 @@ def _signature_chain(sig: _Signature, profiles: Mapping[str, ProfileSpec]) -> Ch
     for profile in sig.profiles:
         if profile not in profiles:
             continue  # an unknown profile has no rules
-        rules.append(f"jump {profile_chain_name(profile, sig.direction)} comment {quoted_comment(f'profile:{profile}')}")
+        chain = profile_chain_name(profile, sig.direction)
+        rules.append(f"jump {chain} comment {quoted_comment(f'profile:{profile}')}")
         rules.append(f"{_mark_is(MARK_ACCEPT, True)} return comment {quoted_comment('allowed by profile')}")
     rules.append(f"drop comment {quoted_comment('no profile allowed')}")
     return Chain(tuple(rules), sig.comment())

@@ -166,8 +166,8 @@ def _definitions_changed(old: Ruleset, new: Ruleset) -> bool:
         if old.maps[name].type != new.maps[name].type:
             return True
     for name in old.chains.keys() & new.chains.keys():
-        a, b = old.chains[name], new.chains[name]
-        if (a.base, a.comment) != (b.base, b.comment):
+        old_chain, new_chain = old.chains[name], new.chains[name]
+        if (old_chain.base, old_chain.comment) != (new_chain.base, new_chain.comment):
             return True
     return any(new.chains[name].base for name in new.chains.keys() - old.chains.keys())
 

@@ -292,7 +292,8 @@ def _sessions(inp: BirdInput, peers: list[Peer]) -> list[str]:
                 # strings; we compare numerically (10.0.0.10 > 10.0.0.9). Either is a total order, so
                 # the two ends of a session agree as long as every node renders with this module.
                 if ip > me:
-                    out.append("  passive on;  # mesh sessions are opened by the higher address: the peer connects to us")
+                    out.append("  passive on;  # mesh sessions are opened by the higher address: "
+                               "the peer connects to us")
                 out.append(f"  graceful restart time {MESH_GRACEFUL_RESTART_TIME};")
             out += ["}", ""]
     return out

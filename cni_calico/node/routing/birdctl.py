@@ -67,7 +67,7 @@ class BirdControl:
                     raise BirdError(_text(greeting), greeting[-1][0])
                 sock.sendall(text.encode() + b"\n")
                 reply = self._read_reply(stream)
-            except socket.timeout:
+            except TimeoutError:
                 raise BirdError(f"BIRD did not answer {text!r} within {self.timeout:g} s "
                                 f"(control socket {self.socket_path})") from None
             except OSError as exc:
@@ -122,9 +122,10 @@ class BirdControl:
         except ConnectionRefusedError:
             sock.close()
             raise BirdError(f"BIRD is not running (nothing answers on the control socket {self.socket_path})") from None
-        except socket.timeout:
+        except TimeoutError:
             sock.close()
-            raise BirdError(f"BIRD did not accept a connection on {self.socket_path} within {self.timeout:g} s") from None
+            raise BirdError(f"BIRD did not accept a connection on {self.socket_path} "
+                            f"within {self.timeout:g} s") from None
         except OSError as exc:
             sock.close()
             raise BirdError(f"cannot connect to BIRD at {self.socket_path}: {exc.strerror or exc}") from None
