@@ -222,6 +222,24 @@ def test_pod_labels_reach_its_endpoints_and_nothing_else(api: K8sApiServer, cont
     assert stored(etcd_store, web) is not None  # the CNI plugin's DEL removes endpoints, not this controller
 
 
+def test_an_endpoint_written_after_its_pod_is_labelled_at_the_pods_next_change(
+        api: K8sApiServer, controllers: Controllers, etcd_store: EtcdDatastore) -> None:
+    """The kubelet's order: the Pod exists, then the CNI plugin writes its endpoint, then the
+    kubelet writes the pod's status (its IP): that status update is what labels the endpoint."""
+    api.create(namespace("prod"))
+    controllers.start(("workloadendpoint",))
+    api.create(pod("late", "prod", "node1", app="late"))
+    time.sleep(0.3)  # seen, with no endpoint yet
+    key = endpoint(etcd_store, "prod", "late")
+    api.modify("Pod", "late", lambda o: o["status"].update(podIP="10.65.0.5", phase="Running"), "prod", status=True)
+    eventually(lambda: stored(etcd_store, key)["metadata"]["labels"].get("app") == "late")
+    # Further status changes alone read nothing: the endpoint is as the pod wants it.
+    revision = etcd_store.get(key).mod_revision
+    api.modify("Pod", "late", lambda o: o["status"].update(phase="Succeeded"), "prod", status=True)
+    time.sleep(0.3)
+    assert etcd_store.get(key).mod_revision == revision
+
+
 # ------------------------------------------------------------------ resync
 
 

@@ -260,10 +260,15 @@ def test_grace_period() -> None:
 
 def test_work_queue_dedupes_and_retries_with_backoff() -> None:
     queue = WorkQueue()
-    for item in ("a", "b", "a", FULL):
+    for item in ("a", "b", "a"):
         queue.add(item)
-    assert [queue.get(0.1) for _ in range(3)] == ["a", "b", FULL]
+    assert [queue.get(0.1) for _ in range(2)] == ["a", "b"]
     assert queue.get(0.05) is None
+    for item in ("a", "b", FULL, "c"):  # a waiting FULL subsumes the rest, before and after it
+        queue.add(item)
+    assert queue.get(0.1) == FULL
+    queue.add("d")  # FULL has started: this one is after what it read
+    assert queue.get(0.1) == "d" and queue.get(0.05) is None
     first = queue.retry("a")
     second = queue.retry("a")
     assert second == 2 * first

@@ -1,7 +1,9 @@
 """A controller's queue of work: each item at most once while it waits, failures retried later.
 
 Like client-go's workqueue, reduced to one worker per controller: an item added again while it
-waits is not doubled, one added while it is being worked on is worked on again after. An item
+waits is not doubled, one added while it is being worked on is worked on again after. A waiting
+FULL makes every other waiting item redundant: after a list of 10,000 objects, one full reconcile
+rather than 10,000 single ones and then a full one. An item
 that failed comes back after a backoff that grows with its failures; FULL stands for "reconcile
 everything" and is what the periodic resync and a relist add.
 """
@@ -28,7 +30,13 @@ class WorkQueue:
         self._closed = False
 
     def add(self, item: Hashable) -> None:
+        """Queue an item. A waiting FULL subsumes every other item (it reads everything when it
+        runs), so they are dropped while it waits; an item added once FULL has started is kept."""
         with self._cond:
+            if item == FULL:
+                self._pending.clear()
+            elif FULL in self._pending:
+                return
             self._pending[item] = None
             self._cond.notify()
 
@@ -55,7 +63,11 @@ class WorkQueue:
             while not self._closed:
                 now = time.monotonic()
                 while self._later and self._later[0][0] <= now:
-                    self._pending[heapq.heappop(self._later)[2]] = None
+                    item = heapq.heappop(self._later)[2]
+                    if item == FULL:
+                        self._pending.clear()
+                    if item == FULL or FULL not in self._pending:
+                        self._pending[item] = None
                 if self._pending:
                     item = next(iter(self._pending))
                     del self._pending[item]
