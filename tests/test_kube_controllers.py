@@ -413,6 +413,42 @@ def test_two_instances_one_writes_and_the_other_takes_over(api: K8sApiServer, et
                 process.wait(10)
 
 
+def test_a_leader_paused_past_its_lease_writes_nothing_when_it_wakes(api: K8sApiServer, etcd: str,
+                                                                     etcd_store: EtcdDatastore,
+                                                                     tmp_path: Path) -> None:
+    """What a lease alone does not cover: the old leader resumes believing it still leads, with a
+    view that the new leader has since corrected. Here the two follow different API servers, so
+    the old one's next reconcile (every 200 ms) wants back a policy the new one deleted; its
+    writes are fenced by the election key, so none lands, and it steps down."""
+    api.create(namespace("prod"))
+    processes: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
+    with K8sApiServer(watch_timeout=3, bookmark_interval=0.5) as alphas_api:
+        alphas_api.create(namespace("prod"))
+        alphas_api.create(network_policy("alphas-view", "prod"))
+        try:
+            processes["alpha"] = controller_process(alphas_api, etcd, "alpha", tmp_path / "alpha.log",
+                                                    ENABLED_CONTROLLERS="policy", RECONCILER_PERIOD="200ms")
+            eventually(lambda: stored(etcd_store, knp_key("prod", "alphas-view")), within=30)
+            processes["beta"] = controller_process(api, etcd, "beta", tmp_path / "beta.log",
+                                                   ENABLED_CONTROLLERS="policy")
+            eventually(lambda: metric(processes["beta"][1], "calico_kube_controllers_leader") == 0, within=30)
+
+            os.kill(processes["alpha"][0].pid, signal.SIGSTOP)
+            eventually(lambda: leader(etcd_store) == "beta", within=15)
+            eventually(lambda: stored(etcd_store, knp_key("prod", "alphas-view")) is None, within=20)
+            os.kill(processes["alpha"][0].pid, signal.SIGCONT)
+            assert stays(lambda: stored(etcd_store, knp_key("prod", "alphas-view")) is None, 2.0)
+            eventually(lambda: "no longer leading" in (tmp_path / "alpha.log").read_text(), within=10)
+            assert leader(etcd_store) == "beta"
+            eventually(lambda: metric(processes["alpha"][1], "calico_kube_controllers_leader") == 0, within=10)
+        finally:
+            for process, _ in processes.values():
+                if process.poll() is None:
+                    os.kill(process.pid, signal.SIGCONT)
+                    process.kill()
+                    process.wait(10)
+
+
 # ------------------------------------------------------------------ nodes and IPAM
 
 
