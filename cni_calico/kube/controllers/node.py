@@ -63,6 +63,8 @@ class NodeController(Controller):
         self.grace = leaks.GraceTracker(context.leak_grace_period)
         self._known_nodes: set[str] = set()
         self._held: dict[str, int] = {}  # gone node -> allocations holding it (logged when it changes)
+        # A node has gone and its clean-up may wait for its pods: their deletions are worth a pass.
+        self._clean_up_pending = False
 
     def item_for(self, resource: Resource, key: str) -> Hashable | None:
         # Node status updates come often and change nothing here: only arrivals and departures.
@@ -71,10 +73,12 @@ class NodeController(Controller):
             if present == (key in self._known_nodes):
                 return None
             (self._known_nodes.add if present else self._known_nodes.discard)(key)
+            if not present:
+                self._clean_up_pending = True
             return FULL
-        if resource == PODS and self.informer(PODS).get(key) is None:
-            return FULL  # a pod gone may be what held a deleted node's clean-up
-        return None
+        if resource == PODS and self._clean_up_pending and self.informer(PODS).get(key) is None:
+            return FULL  # a pod gone may be what holds a deleted node's clean-up
+        return None  # pods gone from live nodes wait for the periodic pass (and the grace period)
 
     def sync(self, item: Hashable) -> None:
         self.sync_all()
@@ -96,6 +100,7 @@ class NodeController(Controller):
                 self._report_held(name, holding)
             else:
                 self._remove_node(name, calico_nodes[name][0])
+        self._clean_up_pending = bool(judgement.holding)
 
     # ---- reading
 
