@@ -279,3 +279,32 @@ def test_work_queue_dedupes_and_retries_with_backoff() -> None:
     assert queue.retry("a") == first
     queue.close()
     assert queue.get(1) is None
+
+
+# ------------------------------------------------------------------ compaction
+
+def test_compaction_keeps_one_period_of_history() -> None:
+    from cni_calico.datastore import WatchLost
+    from cni_calico.kube.compaction import Compactor
+
+    ds = MemoryDatastore()
+    for i in range(5):
+        assert ds.create(f"/k/{i}", "v")
+    before = ds.revision
+    compactor = Compactor(ds, period=0.3).start()  # type: ignore[arg-type]
+    try:
+        time.sleep(0.15)
+        ds.watch("/k/", 2).cancel()  # first pass only noted the revision: history intact
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            try:
+                ds.watch("/k/", 2).cancel()
+            except WatchLost:
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError("never compacted")
+        ds.watch("/k/", before + 1).cancel()  # what came after the noted revision is still there
+    finally:
+        compactor.stop()
+    assert Compactor(ds, period=0).start()._thread.is_alive() is False  # 0: off
