@@ -44,9 +44,10 @@ venv: system-deps
 	  echo "$(VENV) was made from another interpreter than $(PYTHON): making it again"; rm -rf $(VENV) dist/.built; fi
 	@$(MAKE) --no-print-directory $(VENV)/.installed
 
-# The frozen executables, one-dir: dist/cni-calico/cni-calico is calicoctl, calico-node or a
-# standalone plugin by the name it is run as, and dist/cni-calico/client/calico-cni is the small
-# client calico and calico-ipam point at (dist/<name> links).
+# The frozen executables, one-dir: dist/cni-calico/cni-calico is calicoctl, calico-node,
+# calico-kube-controllers or a standalone plugin by the name it is run as, and
+# dist/cni-calico/client/calico-cni is the small client calico and calico-ipam point at
+# (dist/<name> links).
 # ONEFILE=1 builds a single self-unpacking file instead (slower to start: see README).
 SOURCES := $(shell find cni_calico packaging -name '*.py' -o -name '*.spec') pyproject.toml
 dist/.built: $(SOURCES) | venv
@@ -57,13 +58,14 @@ dist/.built: $(SOURCES) | venv
 	  --workpath build/pyinstaller \
 	  packaging/cni-calico.spec
 	@if [ -d dist/cni-calico-client ]; then mv dist/cni-calico-client dist/cni-calico/client; fi
-	@for n in calico calico-ipam calicoctl calico-node; do \
+	@for n in calico calico-ipam calicoctl calico-node calico-kube-controllers; do \
 	  if [ "$(ONEFILE)" = 1 ]; then ln -sfn cni-calico dist/$$n; \
 	  else case $$n in calico|calico-ipam) t=client/calico-cni;; *) t=cni-calico;; esac; ln -sfn cni-calico/$$t dist/$$n; fi; \
 	done
 	@out=$$(CNI_COMMAND=VERSION dist/calico </dev/null) && echo "$$out" | grep -q '"supportedVersions"' \
 	  || { echo "smoke test failed: CNI_COMMAND=VERSION dist/calico printed: $$out" >&2; exit 1; }
-	@echo "built dist/calico, dist/calico-ipam, dist/calicoctl, dist/calico-node (smoke test passed)"
+	@echo "built dist/calico, dist/calico-ipam, dist/calicoctl, dist/calico-node, dist/calico-kube-controllers" \
+	  "(smoke test passed)"
 	touch $@
 
 build: venv dist/.built
@@ -82,7 +84,7 @@ install: build
 	[ -d dist/cni-calico ] || { full=cni-calico; client=cni-calico; }; \
 	for n in calico calico-ipam; do ln -sfn $$client $(DESTDIR)$(CNI_BIN_DIR)/$$n; done; \
 	rel=$$(realpath -m --relative-to=$(BIN_DIR) $(CNI_BIN_DIR)/$$full); \
-	for n in calicoctl calico-node; do ln -sfn $$rel $(DESTDIR)$(BIN_DIR)/$$n; done
+	for n in calicoctl calico-node calico-kube-controllers; do ln -sfn $$rel $(DESTDIR)$(BIN_DIR)/$$n; done
 	@if [ "$(INSTALL_CONF)" = 1 ]; then install -d $(DESTDIR)$(CNI_CONF_DIR) && \
 	  install -m 0644 examples/10-calico.conf $(DESTDIR)$(CNI_CONF_DIR)/10-calico.conf; fi
 	@echo "installed into $(DESTDIR)$(CNI_BIN_DIR) and $(DESTDIR)$(BIN_DIR)"

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -29,24 +31,44 @@ def test_demo_with_three_hosts_routes_and_reaches_every_pod() -> None:
     assert len(re.findall(r"^blackhole 10\.100\.\d+\.\d+/26 proto bird", out, re.M)) == 3
     assert len(re.findall(r"^10\.100\.\d+\.\d+/26 via 192\.0\.2\.1\d dev eth0 proto bird", out, re.M)) == 6
     assert "FAILED" not in out and "UNEXPECTED" not in out
-    # 6 cross-host pings, then the policy: host 3's pod1 unreachable by ICMP, reachable once deleted
-    assert out.count(": ok") == 7 and out.count(": blocked") == 1
+    # 6 cross-host pings, then the policy: host 3's pod1 unreachable by ICMP, reachable once deleted;
+    # then Kubernetes mode: client and other reach web, a NetworkPolicy blocks other (not client),
+    # deleting it lets other through again
+    assert out.count(": ok") == 7 + 4 and out.count(": blocked") == 1 + 1
+    assert "151node/other -> 153node/web" in out and "in etcd as Calico's knp.default.web-from-clients" in out
     assert "result: all reached, policy enforced" in out
     assert leftovers() == [] and not demo.STATE.exists()
 
 
-def test_demo_clean_removes_what_a_killed_demo_left() -> None:
+def controllers_of(workdir: str) -> list[int]:
+    """PIDs of the demo's calico-kube-controllers: its environment names the demo's kubeconfig."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if (entry.name.isdigit() and b"calico-kube-controllers" in (entry / "cmdline").read_bytes()
+                    and workdir.encode() in (entry / "environ").read_bytes()):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.parametrize("kill_at", ["creating 1 pods per host", "the pods' labels reached their endpoints"])
+def test_demo_clean_removes_what_a_killed_demo_left(kill_at: str) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "cni_calico.lab.demo", "--hosts", "2", "--pods", "1"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    workdir = ""
     try:
         assert proc.stdout is not None
-        for line in proc.stdout:  # kill it once the pods exist: agents, BIRDs and etcd are all up
-            if "creating 1 pods per host" in line:
+        for line in proc.stdout:  # kill it once the pods exist (or the controllers run): all is up
+            if kill_at in line:
                 break
         time.sleep(1)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
         assert leftovers() != [] and demo.STATE.exists()
+        workdir = json.loads(demo.STATE.read_text())["workdir"]
+        assert bool(controllers_of(workdir)) == ("labels" in kill_at)
     finally:
         cleaned = subprocess.run([sys.executable, "-m", "cni_calico.lab.demo", "--clean"],
                                  capture_output=True, text=True, timeout=120)
@@ -54,3 +76,4 @@ def test_demo_clean_removes_what_a_killed_demo_left() -> None:
     assert leftovers() == [] and not demo.STATE.exists()
     bird = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     assert f"/tmp/{demo.PREFIX}-" not in bird  # no agent or BIRD of the demo survives
+    assert workdir and controllers_of(workdir) == []  # nor its calico-kube-controllers

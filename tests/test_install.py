@@ -26,8 +26,13 @@ def test_installed_plugins_answer_and_fall_back_to_the_full_executable(tmp_path:
     assert proc.returncode == 0, proc.stderr
     cni_bin = dest / "opt/cni/bin"
     assert os.readlink(cni_bin / "calico") == "cni-calico/client/calico-cni"
-    for name in ("calicoctl", "calico-node"):  # relative: they work inside the staged tree too
+    for name in ("calicoctl", "calico-node", "calico-kube-controllers"):  # relative: they work in the staged tree
         assert os.readlink(dest / "usr/local/bin" / name) == "../../../opt/cni/bin/cni-calico/cni-calico"
+    # Far enough to load the bundled kubernetes client, which then finds no kubeconfig: one line, exit 1.
+    controllers = subprocess.run([str(dest / "usr/local/bin/calico-kube-controllers")], capture_output=True,
+                                 text=True, timeout=60, env={"PATH": os.environ["PATH"], "KUBECONFIG": "/nonexistent"})
+    assert controllers.returncode == 1 and controllers.stderr.count("\n") == 1, controllers.stderr
+    assert "kubeconfig /nonexistent" in controllers.stderr
     ctl = subprocess.run([str(dest / "usr/local/bin/calicoctl"), "version"], capture_output=True, text=True,
                          timeout=60, env={"PATH": os.environ["PATH"], "ETCD_ENDPOINTS": "http://127.0.0.1:1"})
     assert "Client Version" in ctl.stdout, (ctl.stdout, ctl.stderr)

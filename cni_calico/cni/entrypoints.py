@@ -68,6 +68,11 @@ def multicall() -> None:
         from ..node.main import main as node_main
 
         node_main()
+    elif name == "calico-kube-controllers":
+        from ..kube.main import main as controllers_main
+
+        controllers_main()
     else:
-        print(f"cni-calico: run me as calico, calico-ipam, calicoctl or calico-node (not {name!r})", file=sys.stderr)
+        print(f"cni-calico: run me as calico, calico-ipam, calicoctl, calico-node or calico-kube-controllers "
+              f"(not {name!r})", file=sys.stderr)
         sys.exit(2)

@@ -3,6 +3,9 @@
 Every write is conditional: `txn` compares each key's mod revision (0 = must be absent) and
 applies all puts and deletes atomically, or nothing. A lost race is a return value (False),
 never an exception; an unreachable store is DatastoreUnavailable (code 11).
+
+Leases are etcd's: a key created with a lease goes (a delete event to watchers) when the lease
+expires unrefreshed or is revoked; that is what a leader election needs from a store.
 """
 
 from __future__ import annotations
@@ -103,6 +106,23 @@ class Datastore:
 
     def close(self) -> None:
         pass
+
+    # Leases: a key written with one lives as long as the lease does.
+    def grant_lease(self, ttl: int) -> int:
+        """A new lease of `ttl` seconds (the store may round it up, as etcd does); its id."""
+        raise NotImplementedError
+
+    def keep_lease_alive(self, lease_id: int) -> bool:
+        """Restart the lease's time to live; False when it is gone (expired or revoked)."""
+        raise NotImplementedError
+
+    def revoke_lease(self, lease_id: int) -> None:
+        """End the lease now: its keys are deleted. A lease already gone is not an error."""
+        raise NotImplementedError
+
+    def create_leased(self, key: str, value: str, lease_id: int) -> bool:
+        """Create `key` bound to the lease if it is absent; False if it exists (or the lease is gone)."""
+        raise NotImplementedError
 
     # Conveniences, all expressed as one conditional transaction.
     def create(self, key: str, value: str) -> bool:

@@ -288,8 +288,48 @@ class EtcdDatastore(Datastore):
     def compact(self, revision: int) -> None:
         self._call(lambda c: c.compact(revision, physical=True))
 
+    # ---- leases
+
+    def grant_lease(self, ttl: int) -> int:
+        return int(self._call(lambda c: c.lease(ttl).id))
+
+    def keep_lease_alive(self, lease_id: int) -> bool:
+        # One keep-alive request on the stream; etcd answers TTL <= 0 for a lease it no longer has.
+        replies = self._call(lambda c: list(c.refresh_lease(lease_id)))
+        return bool(replies) and replies[-1].TTL > 0
+
+    def revoke_lease(self, lease_id: int) -> None:
+        def revoke(client):  # type: ignore[no-untyped-def]
+            try:
+                client.revoke_lease(lease_id)
+            except Exception as exc:
+                if not _lease_not_found(exc):
+                    raise
+
+        self._call(revoke)
+
+    def create_leased(self, key: str, value: str, lease_id: int) -> bool:
+        def attempt(client):  # type: ignore[no-untyped-def]
+            t = client.transactions
+            try:
+                succeeded, _ = client.transaction(compare=[t.version(key) == 0],
+                                                  success=[t.put(key, value, lease=lease_id)], failure=[])
+            except Exception as exc:
+                if _lease_not_found(exc):  # expired or revoked meanwhile: nothing was written
+                    return False
+                raise
+            return bool(succeeded)
+
+        return bool(self._call(attempt))
+
     def close(self) -> None:
         self._client.close()
+
+
+def _lease_not_found(exc: Exception) -> bool:
+    """etcd's answer for a lease it does not have (gRPC NOT_FOUND), which is not unreachability."""
+    code = getattr(exc, "code", None)
+    return callable(code) and getattr(code(), "name", "") == "NOT_FOUND"
 
 
 def _prefix_end(prefix: str) -> bytes:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 DIST = REPO / "dist"
-NAMES = ("calico", "calico-ipam", "calicoctl", "calico-node")
+NAMES = ("calico", "calico-ipam", "calicoctl", "calico-node", "calico-kube-controllers")
 
 
 def frozen() -> bool:

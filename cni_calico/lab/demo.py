@@ -1,4 +1,5 @@
-"""`make demo`: a private etcd, N simulated hosts with calico-node + BIRD, pods on each, real traffic.
+"""`make demo`: a private etcd, N simulated hosts with calico-node + BIRD, pods on each, real traffic;
+then Kubernetes mode: the API stand-in, calico-kube-controllers, a NetworkPolicy enforced.
 
 Run: python -m cni_calico.lab.demo [--hosts N] [--pods K]; `--clean` removes what an interrupted
 run left behind (its state file names every namespace, PID and directory it made).
@@ -22,6 +23,7 @@ from typing import Callable, Sequence
 from ..allocation.block import AllocationBlock
 from ..datastore import EtcdDatastore
 from ..model import keys
+from . import kube_demo
 from .cluster import REPO, Cluster, Host
 from .etcd import PrivateEtcd
 from .hosts import sh
@@ -65,9 +67,10 @@ def routes_complete(cluster: Cluster, ds: EtcdDatastore) -> bool:
     return True
 
 
-def save_state(etcd: PrivateEtcd, cluster: Cluster) -> None:
+def save_state(etcd: PrivateEtcd, cluster: Cluster, controllers_pid: int | None = None) -> None:
     STATE.write_text(json.dumps({"etcd_pid": etcd.process.pid if etcd.process else None, "etcd_dir": etcd.data_dir,
-                                 "prefix": cluster.prefix, "workdir": str(cluster.workdir)}))
+                                 "prefix": cluster.prefix, "workdir": str(cluster.workdir),
+                                 "controllers_pid": controllers_pid}))
 
 
 def clean() -> int:
@@ -88,6 +91,13 @@ def clean() -> int:
             cmdline = Path(f"/proc/{state['etcd_pid']}/cmdline").read_bytes()
             if state["etcd_dir"].encode() in cmdline:  # still our etcd, not a recycled PID
                 os.kill(state["etcd_pid"], signal.SIGKILL)
+        except OSError:
+            pass
+    if state.get("controllers_pid"):
+        try:  # still our calico-kube-controllers: its environment names the demo's kubeconfig
+            environ = Path(f"/proc/{state['controllers_pid']}/environ").read_bytes()
+            if state["workdir"].encode() in environ:
+                os.kill(state["controllers_pid"], signal.SIGKILL)
         except OSError:
             pass
     for key in ("etcd_dir", "workdir"):
@@ -155,8 +165,10 @@ def run(hosts: int, pods: int) -> int:
                     failures += not ok
                     print(f"  {src_host}/{src_pod} -> {dst_host}/{dst_pod} ({dst_ip}): {'ok' if ok else 'FAILED'}")
             failures += policy_demo(cluster, addresses)
+            failures += kube_demo.run(cluster, ds, etcd.endpoint,
+                                      lambda pid: save_state(etcd, cluster, controllers_pid=pid))
             verdict = "all reached, policy enforced" if not failures else f"{failures} FAILED"
-            banner(f"result: {verdict}; cleaning up (agents, BIRDs, namespaces, etcd)")
+            banner(f"result: {verdict}; cleaning up (controllers, agents, BIRDs, namespaces, etcd)")
         STATE.unlink(missing_ok=True)
     print("done: nothing left behind")
     return 1 if failures else 0

@@ -1,0 +1,3 @@
+from cni_calico.kube.main import main
+
+main()
