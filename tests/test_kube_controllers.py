@@ -29,7 +29,8 @@ from cni_calico.lab import admin, binaries
 from cni_calico.lab.etcd import free_port
 from cni_calico.lab.k8s_api import K8sApiServer
 from cni_calico.model import keys
-from cni_calico.model.resources import Metadata, WorkloadEndpoint, WorkloadEndpointSpec, node_key, to_json
+from cni_calico.model.keys import node_key
+from cni_calico.model.resources import Metadata, WorkloadEndpoint, WorkloadEndpointSpec, to_json
 
 pytestmark = pytest.mark.etcd
 

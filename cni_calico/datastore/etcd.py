@@ -69,6 +69,10 @@ class _EtcdClient(Protocol):
 
     def close(self) -> None: ...
 
+    def lease(self, ttl: int) -> Any: ...
+
+    def refresh_lease(self, lease_id: int) -> Iterator[Any]: ...
+
 
 @dataclass(frozen=True)
 class EtcdEndpoint:

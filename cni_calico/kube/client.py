@@ -153,7 +153,7 @@ class KubeClient:
             reply = self.api_client.call_api(*request, _request_timeout=(CONNECT_TIMEOUT, 10))
             reply.read()
             return reply.status == 200, f"API server /healthz: {reply.status}"
-        except Exception as exc:  # any failure is the answer
+        except Exception as exc:  # noqa: BLE001 (logged, retried): any failure is the answer
             return False, f"API server unreachable: {_one_line(exc)}"
 
     def close(self) -> None:

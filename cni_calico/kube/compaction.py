@@ -40,7 +40,7 @@ class Compactor:
                     self.ds.compact(previous)
                     log.info("etcd compacted up to revision %d", previous)
                 previous = current
-            except Exception as exc:  # compacted already, or etcd away: next period
+            except Exception as exc:  # noqa: BLE001 (logged, retried): compacted already, or etcd away: next period
                 log.warning("etcd compaction: %s", exc)
             if self._stop.wait(self.period):
                 return

@@ -181,5 +181,5 @@ def _version(obj: Obj | None) -> Any:
 
 def _backoff(failures: int) -> float:
     first, longest = BACKOFF
-    return min(longest, first * 2 ** (failures - 1)) * random.uniform(0.8, 1.2)
+    return float(min(longest, first * 2 ** (failures - 1)) * random.uniform(0.8, 1.2))
 

@@ -73,7 +73,7 @@ class Elector:
         while not stop.is_set():
             try:
                 won = self.try_acquire()
-            except Exception as exc:  # etcd unreachable: keep trying
+            except Exception as exc:  # noqa: BLE001 (logged, retried): etcd unreachable: keep trying
                 log.warning("leader election: %s", exc)
                 won = None
             if won is not None:
@@ -98,7 +98,7 @@ class Elector:
         try:
             self.ds.revoke_lease(leadership.lease_id)
             log.info("leader election: %s resigned", self.identity)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 (a controller keeps running: logged, retried)
             log.warning("leader election: resigning: %s", exc)
 
 
@@ -127,7 +127,7 @@ class KeepAlive:
                     self.lost.set()
                     return
                 last_ok = time.monotonic()
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 (a controller keeps running: logged, retried)
                 log.warning("leader election: keep-alive failed: %s", exc)
                 if time.monotonic() - last_ok >= self.elector.ttl:
                     log.error("leader election: no keep-alive for %d s: no longer leading", self.elector.ttl)

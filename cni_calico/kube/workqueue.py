@@ -49,7 +49,7 @@ class WorkQueue:
             wait = min(longest, first * 2 ** (failures - 1))
             heapq.heappush(self._later, (time.monotonic() + wait, next(self._order), item))
             self._cond.notify()
-            return wait
+            return float(wait)
 
     def forget(self, item: Hashable) -> None:
         """The item succeeded: its next failure starts the backoff over."""

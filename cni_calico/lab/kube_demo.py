@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-import yaml  # type: ignore[import-untyped]
+import yaml
 
 from ..datastore import Datastore
 from ..model import keys
