@@ -29,6 +29,8 @@ UNKNOWN_POOL = 106
 CHECK_FAILED = 107
 DATAPLANE_FAILURE = 108
 DELEGATE_FAILURE = 109
+KUBERNETES_API_ERROR = 110  # the API answered, but not with the pod: not found, credentials refused, untrusted
+INVALID_POD_ANNOTATION = 111  # a pod's (or namespace's) annotation is malformed or asks for a disabled feature
 
 
 class CniError(Exception):

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator, TypeVar
+from typing import TYPE_CHECKING, Any, Iterator, TypeVar
 
 import netaddr
 
@@ -68,6 +68,9 @@ from .model.resources import (
     to_json,
 )
 
+if TYPE_CHECKING:
+    from .cni.k8s.lookup import Kubernetes, PodInfo
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -81,6 +84,12 @@ class Attachment:
     args: CmdArgs
     node: str
     workload: Workload
+    pod: PodInfo | None = None  # Kubernetes mode: what the API says of the pod (read by ADD)
+
+    @property
+    def kubernetes_mode(self) -> bool:
+        """`policy.type: k8s` and a pod: ADD reads the pod from the API."""
+        return self.conf.kubernetes_policy and bool(self.workload.pod)
 
     @property
     def host_ifname(self) -> str:
@@ -104,35 +113,54 @@ class Attachment:
 
 
 class CalicoPlugin:
-    """The handlers. The datastore and the dataplane are seams: calico-node lends pooled etcd
-    connections, and tests drive the handlers in process with an in-memory store, a throwaway
-    host namespace, or a dataplane that fails or hangs."""
+    """The handlers. The datastore, the dataplane and the way to the Kubernetes API are seams:
+    calico-node lends pooled etcd connections and kept API connections, and tests drive the
+    handlers in process with an in-memory store, a throwaway host namespace, or a dataplane that
+    fails or hangs."""
 
     def __init__(self, datastore_factory: calico_ipam.DatastoreFactory = calico_ipam.datastore_from_conf,
-                 dataplane: LinuxDataplane | None = None) -> None:
+                 dataplane: LinuxDataplane | None = None, kubernetes: Kubernetes | None = None) -> None:
         self.datastore_factory = datastore_factory
         self.dataplane = dataplane or LinuxDataplane()
+        self._kubernetes = kubernetes  # made at the first call in Kubernetes mode
         # The etcd work that overlaps an ADD's or DEL's netlink work (threads made as needed).
         self._background = ThreadPoolExecutor(max_workers=32, thread_name_prefix="cni-background")
 
     def _in_background(self, work: Callable[[], T]) -> Future[T]:
         return self._background.submit(logs.in_this_call(work))  # its log lines name the call too
 
-    @contextmanager
-    def _session(self, args: CmdArgs) -> Iterator[tuple[Attachment, Datastore]]:
+    @staticmethod
+    def _attachment(args: CmdArgs) -> Attachment:
         conf = parse_netconf(args.config, CalicoNetConf)
         node = determine_nodename(conf.nodename, conf.nodename_file)
-        attachment = Attachment(conf, args, node, Workload.from_cni_args(args.container_id, args.args))
-        lock_dir = os.path.dirname(conf.ipam_lock_file or DEFAULT_IPAM_LOCK_FILE)
-        with self.datastore_factory(conf, args.env) as datastore, \
+        return Attachment(conf, args, node, Workload.from_cni_args(args.container_id, args.args))
+
+    @contextmanager
+    def _session(self, args: CmdArgs, attachment: Attachment | None = None
+                 ) -> Iterator[tuple[Attachment, Datastore]]:
+        attachment = attachment or self._attachment(args)
+        lock_dir = os.path.dirname(attachment.conf.ipam_lock_file or DEFAULT_IPAM_LOCK_FILE)
+        with self.datastore_factory(attachment.conf, args.env) as datastore, \
                 host_lock(attachment_lock_path(lock_dir, attachment.host_ifname)):
             yield attachment, datastore
+
+    def _read_pod(self, att: Attachment) -> PodInfo:
+        if self._kubernetes is None:
+            from .cni.k8s.lookup import Kubernetes
+
+            self._kubernetes = Kubernetes()
+        return self._kubernetes.read_pod(att.conf, att.workload.namespace, att.workload.pod, att.args.env)
 
     # ------------------------------------------------------------ ADD
 
     def add(self, args: CmdArgs) -> dict[str, Any]:
-        with self._session(args) as (att, ds), \
+        att = self._attachment(args)
+        # Kubernetes mode: the pod is read from the API while the session and the sockets open.
+        pod = self._in_background(lambda: self._read_pod(att)) if att.kubernetes_mode else None
+        with self._session(args, att) as (att, ds), \
                 self.dataplane.wiring(args.netns, att.host_ifname, args.ifname) as wiring:
+            if pod is not None:
+                att.pod = pod.result()  # a pod that is missing or asks for what cannot be: nothing is changed
             # The first round trip reads what IPAM reads first and the endpoint's and profile's
             # keys, all at once (at IPAM's first read, under its lock).
             reads, prefixes = calico_ipam.first_reads(att.conf, args.container_id, att.node) \
@@ -169,8 +197,18 @@ class CalicoPlugin:
         return _result(att, att.host_ifname, pair.container_mac, addresses)
 
     def _ipam_add(self, att: Attachment, ds: Datastore) -> list[netaddr.IPNetwork]:
+        conf, args = att.conf, att.args
+        if att.pod is not None:  # the pod's IPAM annotations
+            from .cni.k8s import ipam_annotations
+
+            wanted = att.pod.ipam
+            if wanted.no_ipam:
+                log.info("addresses from %s, without IPAM: %s", ipam_annotations.IP_ADDRS_NO_IPAM,
+                         ", ".join(wanted.no_ipam))
+                return [netaddr.IPNetwork(n) for n in ipam_annotations.host_networks(wanted.no_ipam)]
+            conf, args = ipam_annotations.ipam_conf(conf, wanted), ipam_annotations.ipam_args(args, wanted)
         if att.uses_calico_ipam:
-            result = calico_ipam.assign(att.conf, IpamClient(ds, att.node), att.args)
+            result = calico_ipam.assign(conf, IpamClient(ds, att.node), args)
         else:
             result = Result.decode(delegate(att.conf.ipam.type, "ADD", att.args))
         if not result.ips:
@@ -218,19 +256,22 @@ class CalicoPlugin:
         return []
 
     def _write_endpoint(self, att: Attachment, ds: Datastore, mac: str, addresses: list[netaddr.IPNetwork]) -> None:
-        profile = _endpoint_profile(att)
         namespace = endpoint_namespace(att.workload)
-        wep = WorkloadEndpoint(
-            metadata=Metadata(name=att.endpoint_name, namespace=namespace, labels={
-                **att.conf.labels(),  # Calico's own labels below always win
-                "projectcalico.org/namespace": namespace,
-                "projectcalico.org/orchestrator": att.workload.orchestrator,
-            }),
-            spec=WorkloadEndpointSpec(
-                orchestrator=att.workload.orchestrator, workload=att.workload.pod or att.args.container_id,
-                pod=att.workload.pod, node=att.node, containerID=att.args.container_id,
-                endpoint=att.args.ifname, interfaceName=att.host_ifname, mac=mac,
-                ipNetworks=[str(host_route(a)) for a in addresses], profiles=[profile]))
+        networks = [str(host_route(a)) for a in addresses]
+        metadata: dict[str, Any] = {"name": att.endpoint_name, "namespace": namespace, "labels": {
+            **att.conf.labels(),  # Calico's own labels below always win
+            "projectcalico.org/namespace": namespace,
+            "projectcalico.org/orchestrator": att.workload.orchestrator,
+        }}
+        spec: dict[str, Any] = {
+            "orchestrator": att.workload.orchestrator, "workload": att.workload.pod or att.args.container_id,
+            "pod": att.workload.pod, "node": att.node, "containerID": att.args.container_id,
+            "endpoint": att.args.ifname, "interfaceName": att.host_ifname, "mac": mac,
+            "ipNetworks": networks, "profiles": [_endpoint_profile(att)]}
+        if att.pod is not None:
+            _add_pod_facts(metadata, spec, att.pod, networks)
+        wep = WorkloadEndpoint(metadata=Metadata.model_validate(metadata),
+                               spec=WorkloadEndpointSpec.model_validate(spec))
         _write_with_profile(ds, att.endpoint_key, to_json(wep), _profile_resource(att))
 
     # ------------------------------------------------------------ DEL
@@ -320,9 +361,33 @@ def _endpoint_profile(att: Attachment) -> str:
 
 def _profile_resource(att: Attachment) -> Profile:
     """The profile to create when it is missing: a namespace's allows all (policies restrict it),
+    and in Kubernetes mode carries the namespace's labels as calico-kube-controllers writes them;
     a network's isolates the network (Calico's CNI plugin's)."""
     name = _endpoint_profile(att)
+    if att.pod is not None:
+        from .cni.k8s.pod import namespace_profile_spec
+
+        return Profile(metadata=Metadata(name=name),
+                       spec=namespace_profile_spec(att.workload.namespace, att.pod.endpoint.namespace_labels))
     return allow_all_profile(name) if att.workload.pod else network_profile(name)
+
+
+def _add_pod_facts(metadata: dict[str, Any], spec: dict[str, Any], pod: PodInfo, networks: list[str]) -> None:
+    """Kubernetes mode: the pod's labels (under Calico's own), service account, named ports,
+    profiles and floating addresses."""
+    from .cni.k8s.ipam_annotations import ip_nats
+
+    facts = pod.endpoint
+    metadata["labels"] = {**metadata["labels"], **facts.labels}
+    if facts.generate_name:
+        metadata["generateName"] = facts.generate_name
+    spec["profiles"] = facts.profiles
+    if facts.service_account:
+        spec["serviceAccountName"] = facts.service_account
+    if facts.ports:
+        spec["ports"] = facts.ports
+    if pod.ipam.floating_ips:
+        spec["ipNATs"] = ip_nats(pod.ipam.floating_ips, networks)
 
 
 def _endpoint_container(kv: KeyValue | None) -> str:

@@ -121,14 +121,15 @@ RealCalicoPlugin = plugin.CalicoPlugin  # kept: calico-node's copy of the name i
 class FaultyCalicoPlugin(RealCalicoPlugin):
     """The real plugin, with each call's faults read from its environment."""
 
-    def __init__(self, datastore_factory: Any = calico_ipam.datastore_from_conf) -> None:
-        super().__init__(datastore_factory)
+    def __init__(self, datastore_factory: Any = calico_ipam.datastore_from_conf, **more: Any) -> None:
+        super().__init__(datastore_factory, **more)
         self._factory = datastore_factory
+        self._more = more  # what calico-node gives its plugin besides the store (its API clients)
 
     def add(self, args: CmdArgs) -> dict[str, Any]:
         faults = Faults(args.env)
         call = RealCalicoPlugin(lambda conf, env: FaultyStore(self._factory(conf, env), faults),
-                                   FaultyDataplane(faults, self.dataplane.host_netns))
+                                FaultyDataplane(faults, self.dataplane.host_netns), **self._more)
         return call.add(args)
 
 

@@ -125,3 +125,31 @@ def test_upgrading_an_old_profile_costs_no_round_trip(lab: Lab, etcd_store: Etcd
     assert upgrading_add == ["read_many", "read_many", "txn", "txn"]  # as any second ADD (above)
     profile = json.loads(etcd_store.get(profile_key(conf["name"])).value)
     assert profile["spec"]["labelsToApply"] == {conf["name"]: ""}
+
+
+# The counting store above, for pods: CNI_ARGS names each one.
+POD_SCRIPT = SCRIPT.replace('"CNI_PATH": "/usr/lib/cni"}',
+                            '"CNI_PATH": "/usr/lib/cni", "CNI_ARGS": f"K8S_POD_NAMESPACE=default;K8S_POD_NAME=pod{n}"}')
+
+
+def test_kubernetes_mode_costs_no_round_trip(lab: Lab, etcd_store: EtcdDatastore) -> None:
+    """Reading the pod from the API (policy type k8s) adds nothing to what ADD asks of etcd."""
+    from cni_calico.lab.k8s_api import K8sApiServer
+    from cni_calico.lab.relay import NetnsRelay
+
+    pods = [lab.pod("k8s-a"), lab.pod("k8s-b")]
+    with K8sApiServer() as api, NetnsRelay(api.port) as relay:
+        relay.expose(f"/var/run/netns/{lab.host}")
+        for n in range(2):
+            api.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"pod{n}", "namespace": "default",
+                                                                        "labels": {"app": "rt"}},
+                        "spec": {"containers": [{"name": "c", "image": "i"}]}})
+        conf = {**{k: v for k, v in lab.conf().items() if not k.startswith("fast_path")},
+                "policy": {"type": "k8s"}, "kubernetes": {"kubeconfig": str(api.kubeconfig)}}
+        proc = subprocess.run(["ip", "netns", "exec", lab.host, sys.executable, "-c", POD_SCRIPT, json.dumps(conf),
+                               *pods], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        assert api.log.count(method="GET") == 4  # each ADD read its namespace and its pod
+    _, second_add, first_del, second_del = json.loads(proc.stdout)
+    assert second_add["calls"] == ["read_many", "read_many", "txn", "txn"]  # as without the API (above)
+    assert first_del["calls"] == second_del["calls"] == ["read_many", "get", "txn", "txn"]

@@ -130,12 +130,55 @@ class ConfArgs(_Tolerant):
     cni: CniArgsSection = Field(default_factory=CniArgsSection)
 
 
+class PolicyConf(_Tolerant):
+    """`policy`: `type: k8s` reads each pod from the Kubernetes API (labels, service account,
+    ports, IPAM annotations); the `k8s_*` keys are Calico's older way of reaching the API and
+    override what the kubeconfig says."""
+
+    type: str = ""
+    k8s_api_root: str = ""
+    k8s_auth_token: str = ""
+    k8s_client_certificate: str = ""
+    k8s_client_key: str = ""
+    k8s_certificate_authority: str = ""
+
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, value: str) -> str:
+        if value not in ("", "k8s"):
+            raise ValueError(f'policy type {value!r} is not supported (only "k8s")')
+        return value
+
+
+class KubernetesConf(_Tolerant):
+    """`kubernetes`: where the API is (`kubeconfig`, or `k8s_api_root`, which wins over it)."""
+
+    kubeconfig: str = ""
+    k8s_api_root: str = ""
+    node_name: str = ""  # Calico's, for host-local's usePodCidr: accepted, not used
+
+
+class FeatureControl(_Tolerant):
+    """`feature_control`: what a pod's annotations may ask for beyond pools and addresses."""
+
+    ip_addrs_no_ipam: bool = False
+    floating_ips: bool = False
+
+
 class CalicoNetConf(NetConf):
     """The calico plugin's configuration: NetConf plus the dataplane settings."""
 
     mtu: int = Field(default=1500, ge=68, le=65535)
     container_settings: ContainerSettings = Field(default_factory=ContainerSettings)
     args: ConfArgs = Field(default_factory=ConfArgs)
+    policy: PolicyConf = Field(default_factory=PolicyConf)
+    kubernetes: KubernetesConf = Field(default_factory=KubernetesConf)
+    feature_control: FeatureControl = Field(default_factory=FeatureControl)
+
+    @property
+    def kubernetes_policy(self) -> bool:
+        """Kubernetes mode: pods are read from the API."""
+        return self.policy.type == "k8s"
 
     def labels(self) -> dict[str, str]:
         return {label.key: label.value for label in self.args.cni.labels}

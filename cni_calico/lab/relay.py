@@ -18,6 +18,19 @@ from ..netns import entered
 log = logging.getLogger(__name__)
 
 
+class _Pair:
+    """The two directions of one relayed connection; the second to stop closes the sockets."""
+
+    def __init__(self) -> None:
+        self._running = 2
+        self._lock = threading.Lock()
+
+    def last_out(self) -> bool:
+        with self._lock:
+            self._running -= 1
+            return self._running == 0
+
+
 class NetnsRelay:
     def __init__(self, target_port: int, target_host: str = "127.0.0.1") -> None:
         self.target = (target_host, target_port)
@@ -57,10 +70,11 @@ class NetnsRelay:
                 continue
             with self._lock:
                 self._conns.update((client, upstream))
+            pair = _Pair()
             for src, dst in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+                threading.Thread(target=self._pump, args=(pair, src, dst), daemon=True).start()
 
-    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+    def _pump(self, pair: _Pair, src: socket.socket, dst: socket.socket) -> None:
         try:
             while data := src.recv(65536):
                 dst.sendall(data)
@@ -69,14 +83,18 @@ class NetnsRelay:
         finally:  # either side closing ends both directions
             for s in (src, dst):
                 try:
-                    s.shutdown(socket.SHUT_RDWR)
+                    s.shutdown(socket.SHUT_RDWR)  # wakes the other direction's thread
                 except OSError:
                     pass
-            with self._lock:
-                for s in (src, dst):
-                    if s in self._conns:
-                        self._conns.discard(s)
-                        s.close()
+            # Closed only once both directions have stopped: a socket closed while the other
+            # thread is about to use it would free its descriptor, which the next connection
+            # accepted takes over; that thread would then read or write the new connection's bytes.
+            if pair.last_out():
+                with self._lock:
+                    for s in (src, dst):
+                        if s in self._conns:
+                            self._conns.discard(s)
+                            s.close()
 
     def close(self) -> None:
         self._closed = True

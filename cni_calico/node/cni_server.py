@@ -3,7 +3,8 @@
 A root-only unix socket (mode 0600, and the peer's uid is checked); a thread per connection
 reads the request and hands it to one of `workers` long-lived threads (more wait their turn),
 each keeping its netlink socket in the host namespace between calls; the etcd connection is
-opened once per set of endpoints and kept. Each call goes through `skel.run` exactly as in a
+opened once per set of endpoints and kept, and so is the connection to the Kubernetes API (one
+per API server and credentials) for calls in Kubernetes mode. Each call goes through `skel.run` exactly as in a
 standalone process, so both paths give the same answers.
 """
 
@@ -22,6 +23,7 @@ from typing import Any, Callable
 
 from .. import logs, netns
 from ..cni import fastpath, skel, versions
+from ..cni.k8s.client import ClientPool
 from ..datastore import Datastore, EtcdSettings
 from ..errors import INTERNAL, CniError
 
@@ -81,6 +83,7 @@ class CniServer:
         self.workers = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cni-worker",
                                           initializer=netns.keep_host_socket)
         self.pool = DatastorePool()
+        self.kubernetes_clients = ClientPool()
         self.served = 0
         self._sock: socket.socket | None = None
         self._handlers: dict[str, Callable[[], Any]] = {}
@@ -88,6 +91,7 @@ class CniServer:
     def start(self) -> CniServer:
         import importlib
 
+        from ..cni.k8s.lookup import Kubernetes
         from ..ipam import IpamPlugin
         from ..plugin import CalicoPlugin
 
@@ -95,7 +99,7 @@ class CniServer:
 
         logs.keep_process_logging()  # a served call must not re-point the agent's logs
         ipam = IpamPlugin(self.pool.factory)
-        calico = CalicoPlugin(self.pool.factory)
+        calico = CalicoPlugin(self.pool.factory, kubernetes=Kubernetes(self.kubernetes_clients.lend))
         self._handlers = {"calico-ipam": lambda: ipam, "calico": lambda: calico}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.unlink(missing_ok=True)
@@ -151,3 +155,4 @@ class CniServer:
             self.path.unlink(missing_ok=True)
         self.workers.shutdown(wait=False)
         self.pool.close()
+        self.kubernetes_clients.close()

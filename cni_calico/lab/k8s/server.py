@@ -152,6 +152,9 @@ class ApiHandler(BaseHTTPRequestHandler):
         sock: ssl.SSLSocket = self.request
         self.server.track(sock, True)
         try:
+            # As Go's net/http (so the real API server) does: without it, an answer's headers and
+            # body, written apart, meet Nagle's algorithm and the client's delayed ACK (~40 ms).
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.settimeout(10)
             sock.do_handshake()
             self.tls_ok = True
