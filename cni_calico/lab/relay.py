@@ -52,27 +52,37 @@ class NetnsRelay:
         return port
 
     def _accept(self, listener: socket.socket) -> None:
-        while not self._closed:
-            try:
-                client, _ = listener.accept()
-            except OSError:
-                return
-            try:
-                upstream = socket.create_connection(self.target, timeout=5)
-                upstream.settimeout(None)
-                # gRPC writes small frames and waits for answers: Nagle's algorithm against the
-                # peer's delayed ACK would hold each one back for tens of milliseconds.
-                for s in (client, upstream):
-                    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError as exc:
-                log.warning("relay: cannot reach %s:%d: %s", *self.target, exc)
-                client.close()
-                continue
-            with self._lock:
-                self._conns.update((client, upstream))
-            pair = _Pair()
-            for src, dst in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(pair, src, dst), daemon=True).start()
+        try:
+            while not self._closed:
+                try:
+                    client, _ = listener.accept()
+                except OSError:
+                    return  # shut down by close()
+                if self._closed:
+                    client.close()
+                    return
+                try:
+                    upstream = socket.create_connection(self.target, timeout=5)
+                    upstream.settimeout(None)
+                    # gRPC writes small frames and waits for answers: Nagle's algorithm against the
+                    # peer's delayed ACK would hold each one back for tens of milliseconds.
+                    for s in (client, upstream):
+                        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                except OSError as exc:
+                    log.warning("relay: cannot reach %s:%d: %s", *self.target, exc)
+                    client.close()
+                    continue
+                with self._lock:
+                    self._conns.update((client, upstream))
+                    closing = self._closed  # close() ran meanwhile, and may not have seen these
+                if closing:
+                    for s in (client, upstream):
+                        s.shutdown(socket.SHUT_RDWR)
+                pair = _Pair()
+                for src, dst in ((client, upstream), (upstream, client)):
+                    threading.Thread(target=self._pump, args=(pair, src, dst), daemon=True).start()
+        finally:
+            listener.close()  # only here: see close()
 
     def _pump(self, pair: _Pair, src: socket.socket, dst: socket.socket) -> None:
         try:
@@ -97,13 +107,17 @@ class NetnsRelay:
                             s.close()
 
     def close(self) -> None:
+        """Shut every socket down; the thread using each closes it. A socket closed under a thread
+        that is about to use it would free its descriptor, which the next socket made (another
+        relay's listener, say) takes over: that thread would then accept or read for it."""
         self._closed = True
-        for listener in self._listeners:
-            listener.close()
         with self._lock:
-            for conn in self._conns:
-                conn.close()
-            self._conns.clear()
+            sockets = [*self._listeners, *self._conns]
+        for sock in sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)  # wakes a blocked accept() or recv()
+            except OSError:
+                pass
 
     def __enter__(self) -> NetnsRelay:
         return self
