@@ -154,6 +154,14 @@ def test_without_policy_k8s_the_api_is_not_asked(k8s: K8sLab, etcd_store: EtcdDa
                                          "projectcalico.org/orchestrator": "k8s"}
     assert wep["spec"]["profiles"] == ["kns.default"] and "serviceAccountName" not in wep["spec"]
     assert k8s.api.log.count() == 0
+    profile = json.loads(etcd_store.get(keys.resource("profiles", "kns.default")).value)
+    assert profile["spec"] == {"ingress": [{"action": "Allow"}], "egress": [{"action": "Allow"}]}
+    # The first pod in Kubernetes mode gives that allow-all profile the namespace's labels.
+    k8s.pod("labelled")
+    k8s.add("labelled")
+    profile = json.loads(etcd_store.get(keys.resource("profiles", "kns.default")).value)
+    assert profile["spec"]["labelsToApply"] == {"pcns.projectcalico.org/name": "default",
+                                                "pcns.kubernetes.io/metadata.name": "default"}
 
 
 def test_client_certificate_and_token_authentication(k8s: K8sLab, etcd_store: EtcdDatastore) -> None:
