@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import subprocess
+import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -112,6 +113,19 @@ class Attachment:
         return handle_id(self.conf.name, self.args.container_id)
 
 
+_BACKGROUND: list[ThreadPoolExecutor] = []
+_BACKGROUND_MADE = threading.Lock()
+
+
+def _background() -> ThreadPoolExecutor:
+    """The process's threads for the etcd work that overlaps an ADD's or DEL's netlink work (made
+    as needed, shared by every plugin instance and call)."""
+    with _BACKGROUND_MADE:
+        if not _BACKGROUND:
+            _BACKGROUND.append(ThreadPoolExecutor(max_workers=32, thread_name_prefix="cni-background"))
+        return _BACKGROUND[0]
+
+
 class CalicoPlugin:
     """The handlers. The datastore, the dataplane and the way to the Kubernetes API are seams:
     calico-node lends pooled etcd connections and kept API connections, and tests drive the
@@ -123,11 +137,10 @@ class CalicoPlugin:
         self.datastore_factory = datastore_factory
         self.dataplane = dataplane or LinuxDataplane()
         self._kubernetes = kubernetes  # made at the first call in Kubernetes mode
-        # The etcd work that overlaps an ADD's or DEL's netlink work (threads made as needed).
-        self._background = ThreadPoolExecutor(max_workers=32, thread_name_prefix="cni-background")
 
-    def _in_background(self, work: Callable[[], T]) -> Future[T]:
-        return self._background.submit(logs.in_this_call(work))  # its log lines name the call too
+    @staticmethod
+    def _in_background(work: Callable[[], T]) -> Future[T]:
+        return _background().submit(logs.in_this_call(work))  # its log lines name the call too
 
     @staticmethod
     def _attachment(args: CmdArgs) -> Attachment:

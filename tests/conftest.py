@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -43,15 +44,39 @@ def wipe(ds: EtcdDatastore, prefix: str = "/") -> None:
         ds.delete(kv.key, kv.mod_revision)
 
 
+def running(etcd_server: PrivateEtcd) -> PrivateEtcd:
+    """The private etcd, started again when a test stopped it."""
+    if not etcd_server.healthy():
+        etcd_server.kill()
+        etcd_server.start()
+    return etcd_server
+
+
 @pytest.fixture
 def etcd(etcd_server: PrivateEtcd) -> Iterator[str]:
     """The endpoint of a running private etcd, empty at the start of the test."""
-    if not etcd_server.healthy():  # a test may have stopped it
-        etcd_server.kill()
-        etcd_server.start()
-    with EtcdDatastore(etcd_server.endpoint) as ds:
+    with EtcdDatastore(running(etcd_server).endpoint) as ds:
         wipe(ds)
     yield etcd_server.endpoint
+
+
+@contextmanager
+def pooled_cluster(etcd_server: PrivateEtcd, pool: str, cidr: str, hosts: int, **pool_spec: Any
+                   ) -> Iterator[tuple[Any, EtcdDatastore]]:
+    """For a module's tests: an empty etcd with one pool (blocks of /28 unless said), `hosts`
+    simulated hosts with their agents running; everything removed afterwards, even on failure."""
+    from cni_calico.lab import admin
+    from cni_calico.lab.cluster import Cluster
+
+    with EtcdDatastore(running(etcd_server).endpoint) as ds:
+        wipe(ds)
+        admin.create_pool(ds, pool, cidr, **{"blockSize": 28, **pool_spec})
+        try:
+            with Cluster(etcd_server.port, hosts=hosts) as cluster:
+                cluster.start_agents()
+                yield cluster, ds
+        finally:
+            wipe(ds)
 
 
 @pytest.fixture

@@ -122,8 +122,8 @@ def test_pooled_connections_are_keyed_on_everything_that_opens_them(tmp_path: An
         first = pool.factory(conf, {"ETCD_CA_CERT_FILE": str(ca_a)})
         again = pool.factory(conf, {"ETCD_CA_CERT_FILE": str(ca_a)})
         other = pool.factory(conf, {"ETCD_CA_CERT_FILE": str(ca_b)})
-        assert first._inner is again._inner
-        assert other._inner is not first._inner
-        assert other._inner._tls == (None, None, str(ca_b))
+        assert first.owner is again.owner
+        assert other.owner is not first.owner
+        assert other.owner._tls == (None, None, str(ca_b))
     finally:
         pool.close()

@@ -27,7 +27,7 @@ from cni_calico.lab.etcd import PrivateEtcd, free_port
 from cni_calico.lab.k8s_api import K8sApiServer
 from cni_calico.model import keys
 
-from .conftest import wipe
+from .conftest import running, wipe
 from .packets import Listeners, eventually, tcp_ok
 
 pytestmark = [pytest.mark.root, pytest.mark.bird, pytest.mark.etcd]
@@ -75,9 +75,7 @@ def wait_for(condition: Any, within: float, what: str) -> None:
 
 @pytest.fixture(scope="module")
 def module_lab(etcd_server: PrivateEtcd, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    if not etcd_server.healthy():
-        etcd_server.kill()
-        etcd_server.start()
+    running(etcd_server)
     log = tmp_path_factory.mktemp("kube") / "controllers.log"
     listeners = Listeners()
     controllers: subprocess.Popen[bytes] | None = None

@@ -16,14 +16,13 @@ from typing import Iterator
 import pytest
 
 from cni_calico.datastore import EtcdDatastore
-from cni_calico.lab import admin
 from cni_calico.lab.cluster import Cluster, Host
 from cni_calico.lab.etcd import PrivateEtcd
 from cni_calico.lab.hosts import NETNS_DIR
 from cni_calico.model.keys import profile_key
 from cni_calico.model.resources import allow_all_profile, to_json
 
-from .conftest import wipe
+from .conftest import pooled_cluster
 from .packets import eventually
 
 pytestmark = [pytest.mark.root, pytest.mark.bird, pytest.mark.etcd]
@@ -77,20 +76,8 @@ class Host1:
 
 @pytest.fixture(scope="module")
 def one_host(etcd_server: PrivateEtcd) -> Iterator[tuple[Cluster, EtcdDatastore]]:
-    if not etcd_server.healthy():
-        etcd_server.kill()
-        etcd_server.start()
-    with EtcdDatastore(etcd_server.endpoint) as ds:
-        wipe(ds)
-        admin.create_pool(ds, "isolation-pool", POOL, blockSize=28)
-        cluster = Cluster(etcd_server.port, hosts=1)
-        try:
-            cluster.start()
-            cluster.start_agents()
-            yield cluster, ds
-        finally:
-            cluster.stop()
-            wipe(ds)
+    with pooled_cluster(etcd_server, "isolation-pool", POOL, hosts=1) as lab:
+        yield lab
 
 
 @pytest.fixture(params=PATHS)

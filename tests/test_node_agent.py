@@ -25,11 +25,8 @@ pytestmark = [pytest.mark.root, pytest.mark.bird, pytest.mark.etcd]
 
 @pytest.fixture
 def cluster(etcd_server: PrivateEtcd, etcd: str) -> Iterator[Cluster]:
-    lab = Cluster(etcd_server.port, hosts=2)
-    try:
-        yield lab.start()
-    finally:
-        lab.stop()
+    with Cluster(etcd_server.port, hosts=2) as lab:
+        yield lab
 
 
 def calicoctl(cluster: Cluster, host: Host, *args: str, env: dict[str, str] | None = None

@@ -17,13 +17,12 @@ import pytest
 
 from cni_calico.allocation.client import IpamClient, Request
 from cni_calico.datastore import EtcdDatastore
-from cni_calico.lab import admin
 from cni_calico.lab.cluster import Cluster, Host
 from cni_calico.lab.etcd import PrivateEtcd
 from cni_calico.model import keys
 from cni_calico.model.keys import node_key
 
-from .conftest import wipe
+from .conftest import pooled_cluster
 
 pytestmark = [pytest.mark.root, pytest.mark.bird, pytest.mark.etcd]
 
@@ -74,23 +73,12 @@ def routed_nowhere(cluster: Cluster, cidr: str) -> bool:
 
 @pytest.fixture(scope="module")
 def lab(etcd_server: PrivateEtcd) -> Iterator[Lab]:
-    if not etcd_server.healthy():
-        etcd_server.kill()
-        etcd_server.start()
-    with EtcdDatastore(etcd_server.endpoint) as ds:
-        wipe(ds)
-        admin.create_pool(ds, "lab-pool", POOL, blockSize=28)
-        cluster = Cluster(etcd_server.port, hosts=3)
+    with pooled_cluster(etcd_server, "lab-pool", POOL, hosts=3) as (cluster, ds):
         try:
-            cluster.start()
-            cluster.start_agents()
-            pods = {host.name: cluster.add_pod(host, "p1") for host in cluster.hosts}
-            yield cluster, ds, pods
+            yield cluster, ds, {host.name: cluster.add_pod(host, "p1") for host in cluster.hosts}
         finally:
             outputs = {h.name: cluster.agent_output(h)[-3000:] for h in cluster.hosts}
-            cluster.stop()
             print("\n".join(f"--- {name}\n{text}" for name, text in outputs.items()))
-        wipe(ds)
 
 
 def test_full_mesh_reaches_established_and_pods_reach_each_other(lab: Lab) -> None:

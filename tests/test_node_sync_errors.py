@@ -26,11 +26,8 @@ pytestmark = [pytest.mark.root, pytest.mark.bird, pytest.mark.etcd]
 
 @pytest.fixture
 def cluster(etcd_server: PrivateEtcd, etcd: str) -> Iterator[Cluster]:
-    lab = Cluster(etcd_server.port, hosts=1)
-    try:
-        yield lab.start()
-    finally:
-        lab.stop()
+    with Cluster(etcd_server.port, hosts=1) as lab:
+        yield lab
 
 
 def _datastore_errors(cluster: Cluster) -> int:

@@ -17,7 +17,7 @@ import pytest
 
 from cni_calico.cni import skel
 from cni_calico.cni.dataplane import LinuxDataplane
-from cni_calico.datastore import Datastore, MemoryDatastore
+from cni_calico.datastore import Lent, MemoryDatastore
 from cni_calico.lab.admin import create_pool
 from cni_calico.lab.hosts import NETNS_DIR, Namespaces, sh
 from cni_calico.model import keys
@@ -29,28 +29,6 @@ pytestmark = pytest.mark.root
 
 CONF = {"cniVersion": "1.0.0", "name": "net1", "type": "calico", "nodename": "host1", "ipam_lock_file": "",
         "ipam": {"type": "calico-ipam"}}
-
-
-class Shared(Datastore):
-    """The test's one in-memory store, lent to each call (the plugin closes what it is given)."""
-
-    def __init__(self, inner: MemoryDatastore) -> None:
-        self.inner = inner
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-    def get(self, key: str) -> Any:
-        return self.inner.get(key)
-
-    def list(self, prefix: str) -> Any:
-        return self.inner.list(prefix)
-
-    def read_many(self, wanted: Any, prefixes: Any) -> Any:
-        return self.inner.read_many(wanted, prefixes)
-
-    def txn(self, expect: Any, put: Any = None, delete: Any = ()) -> bool:
-        return self.inner.txn(expect, put, delete)
 
 
 class Host:
@@ -113,7 +91,7 @@ def leftovers(store: MemoryDatastore, host: Host) -> list[str]:
 
 
 def test_add_check_del_in_process(host: Host, store: MemoryDatastore) -> None:
-    plugin = CalicoPlugin(lambda conf, env: Shared(store), LinuxDataplane(host.path))
+    plugin = CalicoPlugin(lambda conf, env: Lent(store), LinuxDataplane(host.path))
     pod = host.netns("pod")
     status, result = call(plugin, "ADD", pod)
     assert status == 0 and result is not None, result
@@ -130,7 +108,7 @@ def test_add_check_del_in_process(host: Host, store: MemoryDatastore) -> None:
 def test_a_dataplane_or_store_failing_at_each_step_leaves_nothing(host: Host, store: MemoryDatastore,
                                                                   step: str) -> None:
     faults = Faults({"CNI_CALICO_TEST_FAIL_AT": step})
-    plugin = CalicoPlugin(lambda conf, env: FaultyStore(Shared(store), faults), FaultyDataplane(faults, host.path))
+    plugin = CalicoPlugin(lambda conf, env: FaultyStore(Lent(store), faults), FaultyDataplane(faults, host.path))
     status, out = call(plugin, "ADD", host.netns("pod"))
     assert status == 1 and out is not None and out["msg"] == f"injected failure at {step}"
     assert leftovers(store, host) == []
@@ -141,7 +119,7 @@ def test_a_hanging_dataplane_holds_the_attachment_until_it_fails_then_leaves_not
     release = threading.Event()
     marker = tmp_path / "hanging"
     faults = Faults({"CNI_CALICO_TEST_HANG_AT": f"sysctl:{marker}"}, release=release)
-    plugin = CalicoPlugin(lambda conf, env: FaultyStore(Shared(store), faults), FaultyDataplane(faults, host.path))
+    plugin = CalicoPlugin(lambda conf, env: FaultyStore(Lent(store), faults), FaultyDataplane(faults, host.path))
     answer: list[tuple[int, dict[str, Any] | None]] = []
     adding = threading.Thread(target=lambda: answer.append(call(plugin, "ADD", host.netns("pod"))))
     adding.start()

@@ -17,12 +17,11 @@ import pytest
 import yaml
 
 from cni_calico.datastore import EtcdDatastore
-from cni_calico.lab import admin
 from cni_calico.lab.cluster import GATEWAY, Cluster, Host
 from cni_calico.lab.etcd import PrivateEtcd
 from cni_calico.model import keys
 
-from .conftest import wipe
+from .conftest import pooled_cluster
 from .packets import Listeners, eventually, ping_ok, received, tcp_ok, udp_send
 
 pytestmark = [pytest.mark.root, pytest.mark.bird, pytest.mark.etcd]
@@ -76,17 +75,9 @@ def global_policy(name: str, spec: dict) -> dict:
 
 @pytest.fixture(scope="module")
 def module_lab(etcd_server: PrivateEtcd) -> Iterator[Lab]:
-    if not etcd_server.healthy():
-        etcd_server.kill()
-        etcd_server.start()
     listeners = Listeners()
-    with EtcdDatastore(etcd_server.endpoint) as ds:
-        wipe(ds)
-        admin.create_pool(ds, "policy-pool", POOL, blockSize=28, natOutgoing=True)
-        cluster = Cluster(etcd_server.port, hosts=2)
+    with pooled_cluster(etcd_server, "policy-pool", POOL, hosts=2, natOutgoing=True) as (cluster, ds):
         try:
-            cluster.start()
-            cluster.start_agents()
             h0, h1 = cluster.hosts
             ips = {
                 "web": cluster.add_pod(h0, "web", labels={"app": "web"}, k8s_namespace="prod"),
@@ -102,8 +93,6 @@ def module_lab(etcd_server: PrivateEtcd) -> Iterator[Lab]:
             yield lab
         finally:
             listeners.close()
-            cluster.stop()
-            wipe(ds)
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ wrapper (`prefetch`) and compare-and-swap retried (`cas`)."""
 
 from __future__ import annotations
 
-from .base import Datastore, KeyValue, Watch, WatchEvent, WatchLost
+from .base import Datastore, KeyValue, Lent, Watch, WatchEvent, WatchLost
 from .cas import CONFLICT, MAX_ATTEMPTS, Conflict, read_modify_write, retry_on_conflict
 from .etcd import (
     DEFAULT_ENDPOINT,
@@ -19,6 +19,6 @@ from .prefetch import Prefetched
 
 __all__ = [
     "CONFLICT", "DEFAULT_ENDPOINT", "MAX_ATTEMPTS", "Conflict", "Datastore", "EtcdDatastore", "EtcdEndpoint",
-    "EtcdSettings", "KeyValue", "MemoryDatastore", "Prefetched", "Watch", "WatchEvent", "WatchLost",
+    "EtcdSettings", "KeyValue", "Lent", "MemoryDatastore", "Prefetched", "Watch", "WatchEvent", "WatchLost",
     "open_datastore", "parse_endpoints", "read_modify_write", "retry_on_conflict",
 ]

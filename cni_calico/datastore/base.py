@@ -139,3 +139,46 @@ class Datastore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class Lent(Datastore):
+    """A store lent to one user (a plugin call closes what it is given): every operation goes to
+    the owner's store, closing it does not, so the connection serves the next user."""
+
+    def __init__(self, owner: Datastore) -> None:
+        self.owner = owner
+
+    def get(self, key: str) -> KeyValue | None:
+        return self.owner.get(key)
+
+    def list(self, prefix: str) -> builtins.list[KeyValue]:
+        return self.owner.list(prefix)
+
+    def read_many(self, wanted: Iterable[str], prefixes: Iterable[str]
+                  ) -> tuple[dict[str, KeyValue | None], dict[str, builtins.list[KeyValue]]]:
+        return self.owner.read_many(wanted, prefixes)
+
+    def txn(self, expect: Mapping[str, int], put: Mapping[str, str] | None = None,
+            delete: Iterable[str] = ()) -> bool:
+        return self.owner.txn(expect, put, delete)
+
+    def snapshot(self, prefix: str) -> tuple[builtins.list[KeyValue], int]:
+        return self.owner.snapshot(prefix)
+
+    def watch(self, prefix: str, start_revision: int) -> Watch:
+        return self.owner.watch(prefix, start_revision)
+
+    def grant_lease(self, ttl: int) -> int:
+        return self.owner.grant_lease(ttl)
+
+    def keep_lease_alive(self, lease_id: int) -> bool:
+        return self.owner.keep_lease_alive(lease_id)
+
+    def revoke_lease(self, lease_id: int) -> None:
+        self.owner.revoke_lease(lease_id)
+
+    def create_leased(self, key: str, value: str, lease_id: int) -> bool:
+        return self.owner.create_leased(key, value, lease_id)
+
+    def close(self) -> None:
+        pass  # the owner's to close

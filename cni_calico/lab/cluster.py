@@ -272,7 +272,11 @@ class Cluster:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def __enter__(self) -> Cluster:
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()  # what a start that failed half way made
+            raise
 
     def __exit__(self, *exc: object) -> None:
         self.stop()

@@ -24,7 +24,7 @@ from typing import Any, Callable
 from .. import logs, netns
 from ..cni import fastpath, skel, versions
 from ..cni.k8s.client import ClientPool
-from ..datastore import Datastore, EtcdSettings
+from ..datastore import Datastore, EtcdSettings, Lent
 from ..errors import INTERNAL, CniError
 
 log = logging.getLogger(__name__)
@@ -34,25 +34,6 @@ def peer_uid(sock: socket.socket) -> int:
     """The uid of the process at the other end of a unix socket (SO_PEERCRED: pid, uid, gid)."""
     creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
     return int(struct.unpack("3i", creds)[1])
-
-
-class _Shared:
-    """A datastore lent to one call: closing it keeps the connection for the next."""
-
-    def __init__(self, inner: Datastore) -> None:
-        self._inner = inner
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
-    def __enter__(self) -> _Shared:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
 
 
 class DatastorePool:
@@ -68,7 +49,7 @@ class DatastorePool:
         with self._lock:
             if settings not in self._stores:
                 self._stores[settings] = open_datastore(settings)
-            return _Shared(self._stores[settings])
+            return Lent(self._stores[settings])
 
     def close(self) -> None:
         with self._lock:
