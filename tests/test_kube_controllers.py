@@ -537,7 +537,9 @@ def test_an_address_whose_pod_is_gone_is_released_after_the_grace_period(
     api.create(k8s_node("node1"))
     api.create(pod("alive", "prod", "node1"))
     alive = pod_with_address(etcd_store, "prod", "alive", "node1")
-    pod_with_address(etcd_store, "prod", "orphan", "node1", wep=False)
+    pod_with_address(etcd_store, "prod", "orphan", "node1")  # its endpoint too: DEL never came
+    orphan_endpoint = stored(etcd_store, keys.resource("workloadendpoints", "node1-k8s-orphan-eth0", "prod"))
+    assert orphan_endpoint is not None
     controllers.start(("node",), period=0.3, grace=2.0)
     began = time.monotonic()
     handle = "k8s-pod-network.c-orphan"
@@ -546,6 +548,10 @@ def test_an_address_whose_pod_is_gone_is_released_after_the_grace_period(
     assert 2.0 <= took < 4.0, f"released after {took:.1f} s (grace 2 s)"
     assert [str(n.ip) for n in IpamClient(etcd_store, "node1").addresses_of("k8s-pod-network.c-alive")] == [alive]
     assert stored(etcd_store, node_key("node1"))  # a live node stays
+    # As Calico in etcd mode: the garbage collector gives the address back and nothing else; the
+    # endpoint is the CNI plugin's to delete (the kubelet's DEL), never the controllers'.
+    assert stays(lambda: stored(etcd_store, keys.resource("workloadendpoints", "node1-k8s-orphan-eth0", "prod"))
+                 == orphan_endpoint, 1.0)
 
 
 def on_node(ds: EtcdDatastore, node: str) -> dict[str, list[str]]:
