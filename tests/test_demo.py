@@ -32,9 +32,16 @@ def test_demo_with_three_hosts_routes_and_reaches_every_pod() -> None:
     assert len(re.findall(r"^10\.100\.\d+\.\d+/26 via 192\.0\.2\.1\d dev eth0 proto bird", out, re.M)) == 6
     assert "FAILED" not in out and "UNEXPECTED" not in out
     # 6 cross-host pings, then the policy: host 3's pod1 unreachable by ICMP, reachable once deleted;
-    # then Kubernetes mode: client and other reach web, a NetworkPolicy blocks other (not client),
+    # then Kubernetes mode: the plugin run with the seed's config reads each pod from the API, so
+    # its endpoint has the pod's labels and both profiles from the ADD on (the controllers never
+    # write profiles); client and other reach web, a NetworkPolicy blocks other (not client),
     # deleting it lets other through again
     assert out.count(": ok") == 7 + 4 and out.count(": blocked") == 1 + 1
+    seed = json.loads(next(line for line in out.splitlines() if line.startswith('{"name": "calico-k8s-network"')))
+    assert set(seed) == {"name", "cniVersion", "type", "etcd_endpoints", "log_level", "ipam", "policy", "kubernetes"}
+    assert seed["policy"] == {"type": "k8s"} and set(seed["kubernetes"]) == {"kubeconfig"}
+    assert re.search(r"^  153node/web: [\d.]+; endpoint labels \{'app': 'web', .*'projectcalico.org/serviceaccount': "
+                     r"'web'\}, profiles kns\.demo, ksa\.demo\.web$", out, re.M)
     assert "151node/other -> 153node/web" in out and "in etcd as Calico's knp.default.web-from-clients" in out
     assert "result: all reached, policy enforced" in out
     assert leftovers() == [] and not demo.STATE.exists()
@@ -53,7 +60,7 @@ def controllers_of(workdir: str) -> list[int]:
     return found
 
 
-@pytest.mark.parametrize("kill_at", ["creating 1 pods per host", "the pods' labels reached their endpoints"])
+@pytest.mark.parametrize("kill_at", ["creating 1 pods per host", "the endpoints got their pods' labels"])
 def test_demo_clean_removes_what_a_killed_demo_left(kill_at: str) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "cni_calico.lab.demo", "--hosts", "2", "--pods", "1"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

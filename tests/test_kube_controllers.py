@@ -18,6 +18,8 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
+from cni_calico.allocation.audit import allocations_of
+from cni_calico.allocation.block import AllocationBlock
 from cni_calico.allocation.client import IpamClient, Request
 from cni_calico.ctl import ipam as ctl_ipam
 from cni_calico.datastore import EtcdDatastore
@@ -26,11 +28,13 @@ from cni_calico.kube.leader import LEADER_KEY, Elector, Fenced, LostLeadership
 from cni_calico.kube.manager import Manager
 from cni_calico.kube.metrics import registry
 from cni_calico.lab import admin, binaries
-from cni_calico.lab.etcd import free_port
+from cni_calico.lab.etcd import PrivateEtcd, free_port
+from cni_calico.lab.hosts import PluginHost
 from cni_calico.lab.k8s_api import K8sApiServer
 from cni_calico.model import keys
 from cni_calico.model.keys import node_key
 from cni_calico.model.resources import Metadata, WorkloadEndpoint, WorkloadEndpointSpec, to_json
+from cni_calico.node import startup
 
 pytestmark = pytest.mark.etcd
 
@@ -533,7 +537,9 @@ def test_an_address_whose_pod_is_gone_is_released_after_the_grace_period(
     api.create(k8s_node("node1"))
     api.create(pod("alive", "prod", "node1"))
     alive = pod_with_address(etcd_store, "prod", "alive", "node1")
-    pod_with_address(etcd_store, "prod", "orphan", "node1", wep=False)
+    pod_with_address(etcd_store, "prod", "orphan", "node1")  # its endpoint too: DEL never came
+    orphan_endpoint = stored(etcd_store, keys.resource("workloadendpoints", "node1-k8s-orphan-eth0", "prod"))
+    assert orphan_endpoint is not None
     controllers.start(("node",), period=0.3, grace=2.0)
     began = time.monotonic()
     handle = "k8s-pod-network.c-orphan"
@@ -542,3 +548,98 @@ def test_an_address_whose_pod_is_gone_is_released_after_the_grace_period(
     assert 2.0 <= took < 4.0, f"released after {took:.1f} s (grace 2 s)"
     assert [str(n.ip) for n in IpamClient(etcd_store, "node1").addresses_of("k8s-pod-network.c-alive")] == [alive]
     assert stored(etcd_store, node_key("node1"))  # a live node stays
+    # As Calico in etcd mode: the garbage collector gives the address back and nothing else; the
+    # endpoint is the CNI plugin's to delete (the kubelet's DEL), never the controllers'.
+    assert stays(lambda: stored(etcd_store, keys.resource("workloadendpoints", "node1-k8s-orphan-eth0", "prod"))
+                 == orphan_endpoint, 1.0)
+
+
+def on_node(ds: EtcdDatastore, node: str) -> dict[str, list[str]]:
+    """What etcd still holds for Calico node `node`: affinities, blocks, endpoints, allocations."""
+    blocks = [kv.key for kv in ds.list(keys.block_prefix(4)) if f'"host:{node}"' in kv.value]
+    endpoints = [kv.key for kv in ds.list(keys.resource_prefix("workloadendpoints"))
+                 if json.loads(kv.value)["spec"]["node"] == node]
+    allocated = [a for kv in ds.list(keys.block_prefix(4))
+                 for a in allocations_of(AllocationBlock.from_json(kv.value)) if a.node == node]
+    handles = sorted({a.handle or a.ip for a in allocated})
+    return {"affinities": [kv.key for kv in ds.list(keys.affinity_prefix(node, 4))], "blocks": blocks,
+            "endpoints": endpoints, "handles": handles}
+
+
+@pytest.mark.root
+def test_a_node_deleted_while_no_controller_ran_is_cleaned_when_one_starts(
+        api: K8sApiServer, controllers: Controllers, etcd_server: PrivateEtcd, etcd_store: EtcdDatastore) -> None:
+    """A real calico-node registers its Node with CALICO_K8S_NODE_REF (a Calico name that is not
+    the Kubernetes one, so only the reference links them), the real plugin wires two pods; then the
+    host, its pods and its Kubernetes Node all go while no controller runs."""
+    admin.create_pool(etcd_store, "pool", POOL)
+    api.create(namespace("prod"))
+    for name in ("k8s-host1", "k8s-other"):
+        api.create(k8s_node(name))
+    startup.register_node(etcd_store, "other", None, None, k8s_node_ref="k8s-other")  # a live Kubernetes node
+    api.create(pod("kept", "prod", "k8s-other"))
+    kept = pod_with_address(etcd_store, "prod", "kept", "other")
+    calico_node(etcd_store, "bare-metal", "192.0.2.99")  # no orchRefs: not Kubernetes'
+    outside = pod_with_address(etcd_store, "prod", "outside", "bare-metal")  # no such pod: yet never judged
+
+    host = PluginHost(etcd_server.port, fast_path=True, agent_env={"CALICO_K8S_NODE_REF": "k8s-host1"}).start()
+    try:
+        assert stored(etcd_store, node_key("host1"))["spec"]["orchRefs"] == [
+            {"nodeName": "k8s-host1", "orchestrator": "k8s"}]
+        for name in ("a", "b"):
+            api.create(pod(name, "prod", "k8s-host1"))
+            status, out, err = host.cni("ADD", host.conf(), container_id=f"cid-{name}", netns=host.pod(name),
+                                        args=f"K8S_POD_NAMESPACE=prod;K8S_POD_NAME={name}")
+            assert status == 0, (out, err)
+    finally:
+        host.stop()  # the host is gone; its endpoints, addresses and blocks stay in etcd
+    left = on_node(etcd_store, "host1")
+    assert len(left["endpoints"]) == 2 and len(left["handles"]) == 2 and left["affinities"] and left["blocks"]
+    for name in ("a", "b"):
+        api.delete("Pod", name, "prod")
+    api.delete("Node", "k8s-host1")
+
+    began = time.monotonic()
+    controllers.start(("node",))
+    eventually(lambda: stored(etcd_store, node_key("host1")) is None)
+    took = time.monotonic() - began
+    print(f"node host1 cleaned {took:.2f} s after the controllers started")
+    assert on_node(etcd_store, "host1") == {"affinities": [], "blocks": [], "endpoints": [], "handles": []}
+    report = ipam_check(etcd_store)
+    assert "Check complete; found 0 problems." in report, report
+    # The live Kubernetes node's and the host outside Kubernetes are as they were.
+    assert stored(etcd_store, node_key("other")) and stored(etcd_store, node_key("bare-metal"))
+    assert "orchRefs" not in stored(etcd_store, node_key("bare-metal"))["spec"]
+    assert [str(n.ip) for n in IpamClient(etcd_store, "x").addresses_of("k8s-pod-network.c-kept")] == [kept]
+    assert [str(n.ip) for n in IpamClient(etcd_store, "x").addresses_of("k8s-pod-network.c-outside")] == [outside]
+
+
+def test_the_periodic_pass_finds_a_kubernetes_node_gone_without_an_event(
+        api: K8sApiServer, kube: kube_client.KubeClient, controllers: Controllers, etcd_store: EtcdDatastore,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """No Kubernetes event ever names it: a calico-node registered for a Kubernetes node that is
+    not there. The periodic pass finds it, once the API itself confirms the node is absent."""
+    admin.create_pool(etcd_store, "pool", POOL)
+    api.create(namespace("prod"))
+    answers: list[bool | None] = []
+    real = kube.node_exists
+
+    def node_exists(name: str) -> bool | None:  # what the API answers, unless told to fail
+        answer = real(name) if not blocked else None
+        answers.append(answer)
+        return answer
+
+    blocked = True
+    monkeypatch.setattr(kube, "node_exists", node_exists)
+    controllers.start(("node",), period=0.3)
+    startup.register_node(etcd_store, "late", None, None, k8s_node_ref="never-registered")
+    pod_with_address(etcd_store, "prod", "p", "late")  # its pod is not in the API either
+    calico_node(etcd_store, "never-registered", "192.0.2.98")  # its name, but no reference: never judged
+    # The API cannot be asked: nothing is cleaned on the cache's word alone.
+    eventually(lambda: len(answers) >= 2, within=5)
+    assert stored(etcd_store, node_key("late")) and on_node(etcd_store, "late")["handles"]
+    blocked = False
+    eventually(lambda: stored(etcd_store, node_key("late")) is None, within=5)
+    assert answers[-1] is False
+    assert on_node(etcd_store, "late") == {"affinities": [], "blocks": [], "endpoints": [], "handles": []}
+    assert stays(lambda: stored(etcd_store, node_key("never-registered")) is not None, 1.0)

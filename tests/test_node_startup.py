@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 
 import netaddr
@@ -128,3 +129,26 @@ def test_release_empty_blocks_keeps_blocks_in_use(etcd_store: EtcdDatastore) -> 
         [keys.affinity("n1", netaddr.IPNetwork(f"{kept[0].ip}/30"))]
     assert etcd_store.get(keys.block(released[0])) is None
     assert client.release_empty_blocks() == []
+
+
+def test_the_kubernetes_node_reference_is_written_as_calico_node_writes_it(etcd_store: EtcdDatastore) -> None:
+    assert load({"CALICO_K8S_NODE_REF": "worker-1.example"}).k8s_node_ref == "worker-1.example"
+    assert load({}).k8s_node_ref is None
+    startup.register_node(etcd_store, "n1", netaddr.IPNetwork("192.0.2.11/24"), None)
+    assert "orchRefs" not in json.loads(etcd_store.get(node_key("n1")).value)["spec"]  # unset: none written
+    kv = etcd_store.get(node_key("n1"))
+    stored = json.loads(kv.value)
+    stored["metadata"]["labels"] = {"rack": "r1"}  # written by someone else meanwhile
+    stored["spec"]["orchRefs"] = [{"nodeName": "old-name", "orchestrator": "k8s"}, {"orchestrator": "mesos"}]
+    stored["spec"]["custom"] = {"kept": True}
+    etcd_store.update(kv.key, json.dumps(stored), kv.mod_revision)
+    startup.register_node(etcd_store, "n1", netaddr.IPNetwork("192.0.2.11/24"), None, k8s_node_ref="worker-1")
+    again = json.loads(etcd_store.get(node_key("n1")).value)
+    # Calico sets the list to the one reference; every other field stays as stored.
+    assert again["spec"]["orchRefs"] == [{"nodeName": "worker-1", "orchestrator": "k8s"}]
+    assert again["metadata"]["labels"] == {"rack": "r1"} and again["spec"]["custom"] == {"kept": True}
+    assert again["spec"]["bgp"] == {"ipv4Address": "192.0.2.11/24"}
+    revision = etcd_store.get(node_key("n1")).mod_revision
+    startup.register_node(etcd_store, "n1", netaddr.IPNetwork("192.0.2.11/24"), None, k8s_node_ref="worker-1")
+    startup.register_node(etcd_store, "n1", netaddr.IPNetwork("192.0.2.11/24"), None)  # unset: left as it is
+    assert etcd_store.get(node_key("n1")).mod_revision == revision

@@ -144,6 +144,25 @@ class KubeClient:
                 reply.close()
                 reply.release_conn()
 
+    def node_exists(self, name: str) -> bool | None:
+        """Whether Kubernetes has the Node `name`, asked of the API itself (not a cache): False
+        only when it answers 404; None when it cannot tell (unreachable, refused, failing)."""
+        try:
+            request = self.api_client.param_serialize(method="GET", resource_path=f"/api/v1/nodes/{name}",
+                                                      header_params={"Accept": "application/json"},
+                                                      auth_settings=["BearerToken"])
+            reply = self.api_client.call_api(*request, _request_timeout=(CONNECT_TIMEOUT, 10))
+            reply.read()
+        except Exception as exc:  # noqa: BLE001 (the caller does nothing unless sure): any failure is "cannot tell"
+            log.warning("get node %s: %s", name, _one_line(exc))
+            return None
+        if reply.status == 404:
+            return False
+        if reply.status == 200:
+            return True
+        log.warning("get node %s: HTTP %s", name, reply.status)
+        return None
+
     def healthy(self) -> tuple[bool, str]:
         """GET /healthz, as Calico's controllers check the API server."""
         try:

@@ -1,6 +1,7 @@
 """Which IPAM allocations nothing owns any more, judged as Calico's IPAM garbage collector does. Pure.
 
-Only allocations of Kubernetes nodes are judged (a node the controller knows is Kubernetes').
+Only allocations of Kubernetes nodes are judged (Calico Nodes whose orchRefs name a Kubernetes
+node; the caller says which of them are live and which gone).
 - The node is gone from Kubernetes: its tunnel address and every allocation whose pod is gone are
   leaked at once; an allocation whose pod is still bound to the node, or one that belongs to no
   pod at all (nothing says who owns it), is presumed valid and holds the node's clean-up back.

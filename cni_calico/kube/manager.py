@@ -19,7 +19,7 @@ class Manager:
                  leak_grace_period: float, metrics: Metrics, watch_timeout: tuple[int, int] | None = None) -> None:
         self.informers: dict[str, Informer] = {}
         context = Context(ds=ds, informers=self.informers, reconciler_period=reconciler_period,
-                          leak_grace_period=leak_grace_period, metrics=metrics)
+                          leak_grace_period=leak_grace_period, metrics=metrics, node_exists=kube.node_exists)
         self.controllers: list[Controller] = [BY_NAME[name](context) for name in controllers]
         for controller in self.controllers:
             for resource in controller.resources:

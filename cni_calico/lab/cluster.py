@@ -23,10 +23,11 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
+from ..cni.types import DEFAULT_NODENAME_FILE
 from . import binaries
-from .hosts import NETNS_DIR, Namespaces, clean_env, exec_cni, kill_pid, sh, start_agent, stop_process
+from .hosts import NETNS_DIR, CniOutcome, Namespaces, clean_env, exec_cni, kill_pid, sh, start_agent, stop_process
 from .relay import NetnsRelay
 
 SUBNET = "192.0.2"  # TEST-NET-1: documentation addresses, never routed anywhere real
@@ -234,6 +235,28 @@ class Cluster:
 
     def pod_netns(self, host: Host, pod: str) -> str:
         return f"{host.netns}-{pod}"
+
+    def new_pod_netns(self, host: Host, pod: str) -> str:
+        """A namespace for `pod` on `host` (removed by stop()); returns its path."""
+        return f"{NETNS_DIR}/{self._netns(self.pod_netns(host, pod))}"
+
+    def as_host(self, host: Host, command: Sequence[str]) -> list[str]:
+        """`command` with the host's own identity, as on a real host: its hostname is its node name
+        (a UTS namespace of its own) and so is `/var/lib/calico/nodename` should the machine have
+        one (a mount namespace of its own, the host's file bound over it). A plugin given no node
+        name in its config finds this one, as it would on a real host."""
+        script = 'hostname "$0" && { [ ! -e "$1" ] || mount --bind "$2" "$1"; } && shift 2 && exec "$@"'
+        return ["unshare", "--uts", "--mount", "sh", "-c", script, host.name, DEFAULT_NODENAME_FILE,
+                str(host.nodename_file), *command]
+
+    def exec_plugin(self, host: Host, config: dict[str, Any], command: str, container_id: str, netns: str,
+                    cni_args: str = "", plugin: str = "calico") -> CniOutcome:
+        """Exec a plugin inside `host` with exactly `config` (nothing of this lab's added), as the
+        host's kubelet would run it."""
+        cni_env = {"CNI_COMMAND": command, "CNI_CONTAINERID": container_id, "CNI_NETNS": netns, "CNI_IFNAME": "eth0",
+                   "CNI_ARGS": cni_args, "CNI_PATH": f"{self.bin_dir}:/usr/lib/cni"}
+        return exec_cni(self.as_host(host, [self.plugin_path(plugin)]), cni_env, config, netns=host.netns,
+                        env=clean_env())
 
     def ping(self, host: Host, pod: str, address: str, count: int = 1) -> bool:
         proc = sh("ip", "netns", "exec", self.pod_netns(host, pod), "ping", "-c", str(count), "-W", "2", address,

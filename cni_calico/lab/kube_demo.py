@@ -1,8 +1,11 @@
-"""The demo's Kubernetes part: the API stand-in, calico-kube-controllers, a NetworkPolicy enforced.
+"""The demo's Kubernetes part: the API stand-in, the plugin in Kubernetes mode with the seed's
+network config, calico-kube-controllers, a NetworkPolicy enforced.
 
-Pods are wired by the calico plugin as Kubernetes pods (K8S_POD_NAMESPACE/K8S_POD_NAME) and
-their Pod objects created in the stand-in API, as a kubelet would; the controllers carry the
-pods' labels onto their endpoints and the NetworkPolicy into etcd, where calico-node finds it.
+As on a Kubernetes node: the Pod objects (labels, service account, node) are in the API before
+their pods are wired; the kubelet of each host runs the calico plugin with exactly the seed's
+network config (`policy.type: k8s`, a kubeconfig naming the stand-in), and the plugin reads the
+pod and its namespace from the API, so the endpoint carries the pod's labels and profiles from
+its first write. The controllers turn the NetworkPolicy into Calico's, calico-node enforces it.
 """
 
 from __future__ import annotations
@@ -13,18 +16,22 @@ import signal
 import subprocess
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import yaml
 
 from ..datastore import Datastore
 from ..model import keys
 from . import binaries
-from .cluster import Cluster
+from .cluster import Cluster, Host
 from .etcd import free_port
 from .k8s_api import K8sApiServer
+from .relay import NetnsRelay
 
 NAMESPACE = "demo"
+NAMESPACE_LABELS = {"team": "shop"}
+# pod -> (its host: first or last, app label, service account)
+PODS = {"web": ("last", "web", "web"), "client": ("first", "client", "client"), "other": ("first", "other", "default")}
 POLICY = f"""apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
 metadata:
@@ -40,6 +47,13 @@ spec:
         matchLabels:
           app: client
 """
+
+
+def seed_conf(etcd_endpoints: str, kubeconfig: Path) -> dict[str, Any]:
+    """The network config the seed deploys on Kubernetes, exactly."""
+    return {"name": "calico-k8s-network", "cniVersion": "0.1.0", "type": "calico",
+            "etcd_endpoints": etcd_endpoints, "log_level": "info", "ipam": {"type": "calico-ipam"},
+            "policy": {"type": "k8s"}, "kubernetes": {"kubeconfig": str(kubeconfig)}}
 
 
 def banner(text: str) -> None:
@@ -68,51 +82,86 @@ def stop_controllers(process: subprocess.Popen[bytes]) -> None:
 def run(cluster: Cluster, ds: Datastore, etcd_endpoint: str, on_started: Callable[[int], None]) -> int:
     """The Kubernetes part; `on_started(pid)` records the controllers' PID for `--clean`.
     Returns the number of checks that went against expectation."""
-    first, last = cluster.hosts[0], cluster.hosts[-1]
     log = cluster.workdir / "calico-kube-controllers.log"
-    with K8sApiServer(state_dir=cluster.workdir / "k8s-api") as api:
+    with K8sApiServer(state_dir=cluster.workdir / "k8s-api") as api, NetnsRelay(api.port) as relay:
+        for host in cluster.hosts:  # each host reaches the API at the kubeconfig's 127.0.0.1:<port>
+            relay.expose(host.netns_path)
         banner(f"Kubernetes mode: the API (stand-in) at {api.url}; calico-kube-controllers "
                f"({' '.join(binaries.command('calico-kube-controllers'))})")
         controllers = start_controllers(api, etcd_endpoint, log)
         on_started(controllers.pid)
+        print(f"  calico-kube-controllers started (pid {controllers.pid})")
         try:
-            return _scenario(cluster, ds, api, first.name, last.name)
+            return _scenario(cluster, ds, api)
         finally:
             stop_controllers(controllers)
             print(f"  calico-kube-controllers stopped; its log: {_tail(log)}")
 
 
-def _scenario(cluster: Cluster, ds: Datastore, api: K8sApiServer, first: str, last: str) -> int:
-    api.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
-    pods = {"web": (last, "web"), "client": (first, "client"), "other": (first, "other")}
-    addresses = {}
-    for pod, (host, app) in pods.items():
-        addresses[pod] = cluster.add_pod(cluster.host(host), pod, k8s_namespace=NAMESPACE)
+def _create_objects(api: K8sApiServer, hosts: dict[str, Host]) -> None:
+    """What kubectl and the scheduler leave in the API before a kubelet wires a pod."""
+    api.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE, "labels": NAMESPACE_LABELS}})
+    for account in sorted({account for _, _, account in PODS.values()} - {"default"}):  # the API makes `default`
+        api.create({"apiVersion": "v1", "kind": "ServiceAccount",
+                    "metadata": {"name": account, "namespace": NAMESPACE}})
+    for pod, (where, app, account) in PODS.items():
         api.create({"apiVersion": "v1", "kind": "Pod",
                     "metadata": {"name": pod, "namespace": NAMESPACE, "labels": {"app": app}},
-                    "spec": {"nodeName": host, "containers": [{"name": "main", "image": "busybox:1.36"}]}})
-        print(f"  {host}/{pod} (namespace {NAMESPACE}, app={app}): {addresses[pod]}")
+                    "spec": {"nodeName": hosts[where].name, "serviceAccountName": account,
+                             "containers": [{"name": "main", "image": "busybox:1.36"}]}})
+        print(f"  kubectl: pod {NAMESPACE}/{pod} (app={app}, serviceAccountName {account}) on {hosts[where].name}")
+
+
+def _add_pod(cluster: Cluster, host: Host, pod: str, conf: dict[str, Any]) -> str:
+    """The kubelet's CNI ADD for `pod`: the seed's config, the pod named in CNI_ARGS."""
+    container_id = f"{host.name}-{pod}"
+    netns = cluster.new_pod_netns(host, pod)
+    args = f"IgnoreUnknown=1;K8S_POD_NAMESPACE={NAMESPACE};K8S_POD_NAME={pod};K8S_POD_INFRA_CONTAINER_ID={container_id}"
+    outcome = cluster.exec_plugin(host, conf, "ADD", container_id, netns, args)
+    if outcome.status != 0 or outcome.result is None:
+        raise RuntimeError(f"calico ADD {NAMESPACE}/{pod} on {host.name}: {outcome.result or outcome.stderr[-800:]}")
+    host.pods[pod] = container_id
+    return str(outcome.result["ip4"]["ip"]).split("/")[0]  # cniVersion 0.1.0: the ip4 shape
+
+
+def _scenario(cluster: Cluster, ds: Datastore, api: K8sApiServer) -> int:
+    hosts = {"first": cluster.hosts[0], "last": cluster.hosts[-1]}
+    _create_objects(api, hosts)
+    conf = seed_conf(cluster.etcd, api.kubeconfig)  # etcd as the hosts see it
+    banner("each host's kubelet runs the plugin with the seed's network config")
+    print(json.dumps(conf))
     failures = 0
-    took = _wait(lambda: all(_labels(ds, pod).get("app") == app for pod, (_, app) in pods.items()), 30)
-    failures += took is None
-    print(f"  the pods' labels reached their endpoints through the controllers "
-          f"({_seconds(took)}): web's are {_labels(ds, 'web')}")
+    addresses = {}
+    for pod, (where, app, account) in PODS.items():
+        host = hosts[where]
+        addresses[pod] = _add_pod(cluster, host, pod, conf)
+        endpoint = _endpoint(ds, pod)
+        labels = dict(endpoint.get("metadata", {}).get("labels") or {})
+        profiles = list(endpoint.get("spec", {}).get("profiles") or [])
+        want = [f"kns.{NAMESPACE}", f"ksa.{NAMESPACE}.{account}"]
+        ok = labels.get("app") == app and labels.get("projectcalico.org/serviceaccount") == account and profiles == want
+        failures += not ok
+        print(f"  {host.name}/{pod}: {addresses[pod]}; endpoint labels {labels}, profiles {', '.join(profiles)}"
+              + ("" if ok else "  UNEXPECTED"))
+    print("  the endpoints got their pods' labels and profiles from the API at ADD")
+    first, last = hosts["first"], hosts["last"]
 
     def ping(src: str, expect: bool) -> float | None:
         """Ping web until the outcome is the expected one (5 s at most); when the attempt that
         gave it started, from now."""
         nonlocal failures
+        source = hosts[PODS[src][0]]
         began = time.monotonic()
         while True:
             attempt = time.monotonic()
-            if cluster.ping(cluster.host(pods[src][0]), src, addresses["web"]) == expect:
+            if cluster.ping(source, src, addresses["web"]) == expect:
                 break
             if attempt - began > 5:
                 failures += 1
-                print(f"  {pods[src][0]}/{src} -> {last}/web ({addresses['web']}): UNEXPECTED")
+                print(f"  {source.name}/{src} -> {last.name}/web ({addresses['web']}): UNEXPECTED")
                 return None
             time.sleep(0.05)
-        print(f"  {pods[src][0]}/{src} -> {last}/web ({addresses['web']}): {'ok' if expect else 'blocked'}")
+        print(f"  {source.name}/{src} -> {last.name}/web ({addresses['web']}): {'ok' if expect else 'blocked'}")
         return attempt - began
 
     ping("client", True)
@@ -122,10 +171,10 @@ def _scenario(cluster: Cluster, ds: Datastore, api: K8sApiServer, first: str, la
     created = time.monotonic()
     api.create(yaml.safe_load(POLICY))
     policy_key = keys.resource("networkpolicies", "knp.default.web-from-clients", NAMESPACE)
-    took = _wait(lambda: ds.get(policy_key) is not None, 10, every=0.002)
+    took = _wait(lambda: ds.get(policy_key) is not None, 15, every=0.002)
     failures += took is None
     print(f"  in etcd as Calico's knp.default.web-from-clients {_seconds(took)} after the API's create:")
-    print(cluster.calicoctl(cluster.hosts[0], "get", "networkpolicy", "-n", NAMESPACE, "-o", "wide").stdout.rstrip())
+    print(cluster.calicoctl(first, "get", "networkpolicy", "-n", NAMESPACE, "-o", "wide").stdout.rstrip())
     asked = time.monotonic()
     blocked_after = ping("other", False)
     if blocked_after is not None:
@@ -138,11 +187,11 @@ def _scenario(cluster: Cluster, ds: Datastore, api: K8sApiServer, first: str, la
     return failures
 
 
-def _labels(ds: Datastore, pod: str) -> dict[str, str]:
+def _endpoint(ds: Datastore, pod: str) -> dict[str, Any]:
     for kv in ds.list(keys.resource_prefix("workloadendpoints", NAMESPACE)):
         endpoint = json.loads(kv.value)
         if endpoint.get("spec", {}).get("pod") == pod:
-            return dict(endpoint.get("metadata", {}).get("labels") or {})
+            return dict(endpoint)
     return {}
 
 

@@ -113,8 +113,19 @@ class NodeBGPSpec(_Open):
         return self.ipv4Address.split("/")[0] if self.ipv4Address else None
 
 
+K8S_ORCHESTRATOR = "k8s"
+
+
+class OrchRef(_Open):
+    """The orchestrator's node this Calico Node is (`{nodeName, orchestrator: k8s}` under Kubernetes)."""
+
+    nodeName: str | None = None
+    orchestrator: str = ""
+
+
 class NodeSpec(_Open):
     bgp: NodeBGPSpec | None = None
+    orchRefs: list[OrchRef] | None = None
 
 
 class Node(_Open):

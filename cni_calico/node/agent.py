@@ -112,7 +112,7 @@ class Agent:
             log.warning("ClusterInformation says the datastore is not ready; waiting")
             self.stop.wait(2)
             info = startup.ensure_cluster_information(self.ds)
-        startup.register_node(self.ds, self.name, address, self.config.as_number)
+        startup.register_node(self.ds, self.name, address, self.config.as_number, self.config.k8s_node_ref)
         startup.ensure_default_pool(self.ds, self.config)
 
     def _address(self) -> netaddr.IPNetwork | None:

@@ -13,6 +13,7 @@ from ..model.resources import DEFAULT_POOL_CIDR
 # Calico's variable -> our field. Anything else in the environment is ignored.
 ENV_NAMES = {
     "NODENAME": "nodename",
+    "CALICO_K8S_NODE_REF": "k8s_node_ref",
     "HOSTNAME_FILE": "nodename_file",
     "IP": "ip",
     "IP_AUTODETECTION_METHOD": "ip_autodetection_method",
@@ -49,6 +50,9 @@ class AgentConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     nodename: str | None = None
+    # The Kubernetes Node this host is (its name as the kubelet registered it): written in the
+    # Node's orchRefs, so calico-kube-controllers can tell when the Kubernetes node has gone.
+    k8s_node_ref: str | None = None
     nodename_file: str = "/var/lib/calico/nodename"
     ip: str = "autodetect"  # "autodetect", "none", or an address with an optional prefix length
     ip_autodetection_method: str = "first-found"

@@ -22,6 +22,7 @@ from ..model import keys
 from ..model.keys import cluster_information_key, node_key, pool_key
 from ..model.resources import (
     DEFAULT_POOL_NAME,
+    K8S_ORCHESTRATOR,
     ClusterInformation,
     ClusterInformationSpec,
     IPPool,
@@ -30,6 +31,7 @@ from ..model.resources import (
     Node,
     NodeBGPSpec,
     NodeSpec,
+    OrchRef,
     to_json,
 )
 from .config import AgentConfig
@@ -71,8 +73,19 @@ def parse_ip(value: str) -> netaddr.IPNetwork:
     return net
 
 
-def register_node(ds: Datastore, name: str, address: netaddr.IPNetwork | None, as_number: int | None) -> Node:
-    """Create or update our Node with the BGP address and AS; refuses an address another node has."""
+def with_k8s_node_ref(node: Node, k8s_node: str | None) -> Node:
+    """The Node standing for Kubernetes node `k8s_node` (CALICO_K8S_NODE_REF): its orchRefs become
+    that one reference, as Calico's calico-node sets them; None leaves them as they are. Pure."""
+    if not k8s_node:
+        return node
+    node.spec.orchRefs = [OrchRef(nodeName=k8s_node, orchestrator=K8S_ORCHESTRATOR)]
+    return node
+
+
+def register_node(ds: Datastore, name: str, address: netaddr.IPNetwork | None, as_number: int | None,
+                  k8s_node_ref: str | None = None) -> Node:
+    """Create or update our Node with the BGP address and AS (and the Kubernetes node it is, when
+    given); refuses an address another node has. Every other field is kept as stored."""
 
     def attempt() -> Node | Conflict:
         if address is not None:
@@ -86,10 +99,12 @@ def register_node(ds: Datastore, name: str, address: netaddr.IPNetwork | None, a
         if as_number is not None:
             bgp.asNumber = as_number
         node.spec.bgp = bgp if (bgp.ipv4Address or bgp.asNumber) else None
+        node = with_k8s_node_ref(node, k8s_node_ref)
         if kv and kv.value == to_json(node):
             return node
         if ds.txn({node_key(name): kv.mod_revision if kv else 0}, {node_key(name): to_json(node)}):
-            log.info("registered node %s (BGP address %s, AS %s)", name, address, as_number or "default")
+            log.info("registered node %s (BGP address %s, AS %s%s)", name, address, as_number or "default",
+                     f", Kubernetes node {k8s_node_ref}" if k8s_node_ref else "")
             return node
         return CONFLICT
 

@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Hashable, Mapping, Protocol
+from typing import Callable, Hashable, Mapping, Protocol
 
 from ...datastore import Datastore
 from ..client import Resource
@@ -45,6 +45,9 @@ class Context:
     reconciler_period: float = 300.0
     leak_grace_period: float = 900.0
     metrics: Metrics = _NoMetrics()  # noqa: RUF009 (a stateless default)
+    # A live question to the API (not the informer's cache): does Kubernetes have this Node?
+    # None as an answer: it cannot tell. Without it, the cache is believed.
+    node_exists: Callable[[str], bool | None] | None = None
 
 
 class Controller:

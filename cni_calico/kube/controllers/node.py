@@ -1,15 +1,19 @@
 """node: a Kubernetes Node deleted takes its Calico Node and its IPAM with it, and addresses whose
 pod is gone are given back after the grace period.
 
-A Calico Node is Kubernetes' when its `orchRefs` name a k8s node (what Calico's calico-node
-writes under Kubernetes); one of the same name as a Kubernetes Node that has none is given that
-reference here, so the link survives a restart of the controllers. When the Kubernetes Node is
-gone: the allocations whose pod is gone are released at once (leaks.judge), then the node is
-cleaned up as `calicoctl delete node` does (ctl/semantics.clean_up_node: its endpoints, their
-addresses, its tunnel address, its empty blocks and affinities), then the Calico Node is deleted.
-An allocation that still has an owner (a pod bound to the node, or one no pod claims) holds the
-clean-up back until a later pass. Every release names the allocation's handle and sequence
-number, so an address handed out again meanwhile is not freed (Calico's ReleaseOptions).
+A Calico Node is Kubernetes' when its `orchRefs` name a k8s node (what calico-node writes when
+CALICO_K8S_NODE_REF is set); one of the same name as a Kubernetes Node that has none is given that
+reference here, so the link survives a restart of the controllers. A Calico Node with no such
+reference is never judged. Every pass (the first after a list, so at start-up; then on events and
+every period) compares them with the Kubernetes Nodes: one whose Kubernetes node is not in the
+cache, nor in the API when asked once more (Calico's re-confirmation: the cache may be behind),
+is gone, whether or not the controllers saw it go. When it is gone: the allocations whose pod is
+gone are released at once (leaks.judge), then the node is cleaned up as `calicoctl delete node`
+does (ctl/semantics.clean_up_node: its endpoints, their addresses, its tunnel address, its empty
+blocks and affinities), then the Calico Node is deleted. An allocation that still has an owner (a
+pod bound to the node, or one no pod claims) holds the clean-up back until a later pass. Every
+release names the allocation's handle and sequence number, so an address handed out again
+meanwhile is not freed (Calico's ReleaseOptions).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from ...allocation.client import IpamClient, ReleaseOptions
 from ...ctl.semantics import clean_up_node
 from ...datastore import KeyValue, read_modify_write
 from ...model import keys
+from ...model.resources import K8S_ORCHESTRATOR
 from .. import leaks
 from ..client import NODES, PODS, Resource
 from ..workqueue import FULL
@@ -34,7 +39,7 @@ from .base import Context, Controller
 
 log = logging.getLogger(__name__)
 
-ORCHESTRATOR = "k8s"
+ORCHESTRATOR = K8S_ORCHESTRATOR
 
 
 def kubernetes_node_name(calico_node: dict[str, Any]) -> str | None:
@@ -87,7 +92,7 @@ class NodeController(Controller):
         kubernetes_nodes = set(self.informer(NODES).keys())
         calico_nodes = self._calico_nodes(kubernetes_nodes)
         backed = {name: k8s for name, (_, k8s) in calico_nodes.items() if k8s is not None}
-        gone = {name for name, k8s in backed.items() if k8s not in kubernetes_nodes}
+        gone = {name for name, k8s in backed.items() if k8s not in kubernetes_nodes and self._confirmed_gone(name, k8s)}
         live = set(backed) - gone
         allocations = self._allocations()
         judgement = leaks.judge(allocations, live, gone, self._pods())
@@ -121,6 +126,16 @@ class NodeController(Controller):
                 kubernetes_name = name
             out[name] = (self.ds.get(listed.key) or listed, kubernetes_name) if kubernetes_name else (listed, None)
         return out
+
+    def _confirmed_gone(self, name: str, kubernetes_name: str) -> bool:
+        """The cache has no Kubernetes node `kubernetes_name`: so says the API too? Anything but a
+        404 (it is there, or the API cannot be asked) keeps Calico node `name` for a later pass."""
+        ask = self.context.node_exists
+        exists = ask(kubernetes_name) if ask is not None else False
+        if exists is not False:
+            log.info("node: Kubernetes node %s of Calico node %s is not in the cache, but the API %s; "
+                     "looking again next pass", kubernetes_name, name, "has it" if exists else "cannot tell")
+        return exists is False
 
     def _link(self, key: str, name: str) -> None:
         def change(current: str | None) -> str | None:
