@@ -554,6 +554,61 @@ def test_an_address_whose_pod_is_gone_is_released_after_the_grace_period(
                  == orphan_endpoint, 1.0)
 
 
+def test_an_address_its_pod_no_longer_reports_is_released_after_the_grace_period(
+        api: K8sApiServer, controllers: Controllers, etcd_store: EtcdDatastore) -> None:
+    """A pod recreated under the same name got another address (its old sandbox's DEL never came):
+    once the kubelet reports the new one, the old allocation is a leak (Calico's check of the pod's
+    addresses). An unreported address, or the reported one, is kept."""
+    admin.create_pool(etcd_store, "pool", POOL)
+    api.create(namespace("prod"))
+    calico_node(etcd_store, "node1", "192.0.2.11")
+    api.create(k8s_node("node1"))
+    old = pod_with_address(etcd_store, "prod", "web", "node1", wep=False)
+    current = IpamClient(etcd_store, "node1").auto_assign(
+        Request("k8s-pod-network.c-web-2", {"node": "node1", "namespace": "prod", "pod": "web"}))[0]
+    kept = pod_with_address(etcd_store, "prod", "db", "node1", wep=False)
+    reported = str(current.ip)
+    api.apply({**pod("web", "prod", "node1"), "status": {"podIP": reported, "podIPs": [{"ip": reported}]}})
+    api.apply({**pod("db", "prod", "node1"), "status": {"podIP": kept, "podIPs": [{"ip": kept}]}})
+    api.create(pod("new", "prod", "node1"))  # not reported yet: whatever it holds is its own
+    fresh = pod_with_address(etcd_store, "prod", "new", "node1", wep=False)
+    controllers.start(("node",), period=0.3, grace=1.0)
+    eventually(lambda: not IpamClient(etcd_store, "node1").addresses_of("k8s-pod-network.c-web"), within=10)
+    client = IpamClient(etcd_store, "node1")
+    assert [str(n.ip) for n in client.addresses_of("k8s-pod-network.c-web-2")] == [str(current.ip)]
+    assert stays(lambda: [str(n.ip) for n in client.addresses_of("k8s-pod-network.c-db")] == [kept]
+                 and [str(n.ip) for n in client.addresses_of("k8s-pod-network.c-new")] == [fresh], 1.5)
+    assert old != str(current.ip)
+
+
+def test_allocations_of_a_node_no_calico_node_stands_for_are_collected(
+        api: K8sApiServer, controllers: Controllers, etcd_store: EtcdDatastore) -> None:
+    """IPAM that names a node with no Calico Node (removed from etcd by hand): what no pod owns is
+    released at once, then the node's empty blocks; a pod that still exists holds them meanwhile."""
+    admin.create_pool(etcd_store, "pool", POOL)
+    api.create(namespace("prod"))
+    api.create(pod("still-here", "prod", "ghost-k8s"))
+    pod_with_address(etcd_store, "prod", "long-gone", "ghost", wep=False)
+    held = pod_with_address(etcd_store, "prod", "still-here", "ghost", wep=False)
+    IpamClient(etcd_store, "ghost").auto_assign(Request("ipip-tunnel-addr-ghost", {"node": "ghost",
+                                                                                   "type": "ipipTunnelAddress"}))
+    calico_node(etcd_store, "bare-metal", "192.0.2.99")  # not Kubernetes': its own allocations stay
+    IpamClient(etcd_store, "bare-metal").auto_assign(Request("net.c1", {"node": "bare-metal"}))
+    controllers.start(("node",), period=0.3)
+    eventually(lambda: not IpamClient(etcd_store, "ghost").addresses_of("k8s-pod-network.c-long-gone"))
+    eventually(lambda: etcd_store.get(keys.handle("ipip-tunnel-addr-ghost")) is None)
+    client = IpamClient(etcd_store, "ghost")
+    assert stays(lambda: [str(n.ip) for n in client.addresses_of("k8s-pod-network.c-still-here")] == [held], 1.0)
+    assert etcd_store.list(keys.affinity_prefix("ghost", 4))  # held by the pod that exists
+    api.delete("Pod", "still-here", "prod")
+    eventually(lambda: not etcd_store.list(keys.affinity_prefix("ghost", 4)))
+    assert not client.addresses_of("k8s-pod-network.c-still-here")
+    assert IpamClient(etcd_store, "bare-metal").addresses_of("net.c1")
+    IpamClient(etcd_store, "bare-metal").release_handle("net.c1")  # (no endpoint: ipam check would name it)
+    report = ipam_check(etcd_store)
+    assert "Check complete; found 0 problems." in report, report
+
+
 def on_node(ds: EtcdDatastore, node: str) -> dict[str, list[str]]:
     """What etcd still holds for Calico node `node`: affinities, blocks, endpoints, allocations."""
     blocks = [kv.key for kv in ds.list(keys.block_prefix(4)) if f'"host:{node}"' in kv.value]

@@ -14,6 +14,7 @@ from cni_calico.ctl import k8s_convert
 from cni_calico.datastore import KeyValue, MemoryDatastore
 from cni_calico.kube import config, desired, leaks, reconcile
 from cni_calico.kube.controllers.node import kubernetes_node_name, with_orch_ref
+from cni_calico.kube.leaks import PodSeen
 from cni_calico.kube.workqueue import FULL, WorkQueue
 from cni_calico.model import v3
 
@@ -227,12 +228,45 @@ def test_judge_follows_calicos_rules() -> None:
     moved = allocation("10.0.0.7", "live", "net.c7", pod="p7")
     live_tunnel = allocation("10.0.0.8", "live", "ipip-tunnel-addr-live")
     stranger = allocation("10.0.0.9", "not-kubernetes", "net.c9", pod="p9")
-    pods = {("prod", "p2"): "gone", ("prod", "p6"): "live", ("prod", "p7"): "elsewhere"}
-    verdict = leaks.judge([gone_pod, bound, tunnel, no_pod, live_candidate, live_valid, moved, live_tunnel, stranger],
+    readdressed = allocation("10.0.0.10", "live", "net.c10", pod="p10")  # recreated with another address
+    reported = allocation("10.0.0.11", "live", "net.c11", pod="p11")
+    unscheduled = allocation("10.0.0.12", "live", "net.c12", pod="p12")
+    pods = {("prod", "p2"): PodSeen("gone"), ("prod", "p6"): PodSeen("live"), ("prod", "p7"): PodSeen("elsewhere"),
+            ("prod", "p10"): PodSeen("live", frozenset({"10.0.0.99"})),
+            ("prod", "p11"): PodSeen("live", frozenset({"10.0.0.11"})), ("prod", "p12"): PodSeen("")}
+    verdict = leaks.judge([gone_pod, bound, tunnel, no_pod, live_candidate, live_valid, moved, live_tunnel, stranger,
+                           readdressed, reported, unscheduled],
                           live_nodes={"live"}, gone_nodes={"gone"}, pods=pods)
     assert verdict.leaked == [gone_pod, tunnel]
     assert verdict.holding == {"gone": [bound, no_pod]}
-    assert verdict.candidates == [live_candidate, moved]
+    assert verdict.candidates == [live_candidate, moved, readdressed]
+
+
+def test_judge_compares_pods_with_the_kubernetes_name_of_the_calico_node() -> None:
+    """calico-node may register under another name than its Kubernetes node's (orchRefs)."""
+    on_calico_name = allocation("10.0.0.1", "calico-1", "net.c1", pod="p1")
+    pods = {("prod", "p1"): PodSeen("k8s-1")}
+    assert leaks.judge([on_calico_name], {"calico-1"}, set(), pods, {"calico-1": "k8s-1"}).candidates == []
+    assert leaks.judge([on_calico_name], {"calico-1"}, set(), pods, {"calico-1": "k8s-2"}).candidates == [
+        on_calico_name]
+    # A node no Calico Node stands for: its Kubernetes name is unknown, so only the pod's existence
+    # and addresses count.
+    verdict = leaks.judge([on_calico_name], set(), {"calico-1"}, pods, {"calico-1": ""})
+    assert verdict.holding == {"calico-1": [on_calico_name]} and verdict.leaked == []
+
+
+def test_a_pods_addresses_come_from_calicos_annotations_else_its_status() -> None:
+    bare = {"metadata": {"name": "p"}, "spec": {}}
+    assert leaks.pod_seen(bare) == PodSeen("")
+    status = {"metadata": {"name": "p"}, "spec": {"nodeName": "n1"},
+              "status": {"podIP": "10.0.0.1", "podIPs": [{"ip": "10.0.0.1"}, {"ip": "fd00::0001"}]}}
+    assert leaks.pod_seen(status) == PodSeen("n1", frozenset({"10.0.0.1", "fd00::1"}))
+    assert leaks.pod_seen({**status, "status": {"podIP": "10.0.0.2"}}).ips == {"10.0.0.2"}
+    annotated = {**status, "metadata": {"name": "p", "annotations": {
+        "cni.projectcalico.org/podIPs": "10.0.0.3/32,fd00::3/128", "cni.projectcalico.org/podIP": "10.0.0.4/32"}}}
+    assert leaks.pod_seen(annotated).ips == {"10.0.0.3", "fd00::3"}
+    garbled = {**status, "status": {"podIPs": [{"ip": "not-an-ip"}]}}
+    assert leaks.pod_seen(garbled).ips == frozenset()  # proves nothing: the pod still owns what it has
 
 
 def test_a_handle_goes_whole_or_not_at_all() -> None:

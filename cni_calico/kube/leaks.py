@@ -1,14 +1,16 @@
 """Which IPAM allocations nothing owns any more, judged as Calico's IPAM garbage collector does. Pure.
 
-Only allocations of Kubernetes nodes are judged (Calico Nodes whose orchRefs name a Kubernetes
-node; the caller says which of them are live and which gone).
-- The node is gone from Kubernetes: its tunnel address and every allocation whose pod is gone are
-  leaked at once; an allocation whose pod is still bound to the node, or one that belongs to no
-  pod at all (nothing says who owns it), is presumed valid and holds the node's clean-up back.
-- The node lives: an allocation whose pod is gone (or bound to another node) is a candidate, and
-  becomes a leak only once it has stayed one for the grace period (15 min by default): a pod
-  being recreated under the same allocation must not lose its address.
-Allocations without pod attributes, and tunnel addresses of live nodes, are always valid.
+An allocation with pod attributes is owned while that pod exists, is bound to the allocation's
+node (or to no node yet) and, once the kubelet has reported the pod's addresses, has this one
+among them (a pod recreated under the same name with a new address no longer owns the old one).
+Allocations without pod attributes (nothing says who owns them) are always presumed owned.
+- The node is gone (its Kubernetes node deleted, or its Calico Node missing altogether): its
+  tunnel address and every allocation with no owner are leaked at once; an owned one holds the
+  node's clean-up back.
+- The node lives: an allocation with no owner is a candidate, and becomes a leak only once it
+  has stayed one for the grace period (15 min by default): a pod being recreated under the same
+  allocation must not lose its address. Tunnel addresses of live nodes are always valid.
+Only nodes the controller knows are Kubernetes' (or that no Calico Node claims) are judged.
 A handle is released only when every allocation under it is leaked (all or none, so handle
 counts and block bitmaps stay consistent).
 """
@@ -16,18 +18,60 @@ counts and block bitmaps stay consistent).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
+from typing import Any, Iterable, Mapping
+
+import netaddr
 
 from ..allocation.audit import Allocation
 from ..node.routing.ipip import handle_id as tunnel_handle
 
 PodKey = tuple[str, str]  # (namespace, name)
+POD_IPS_ANNOTATION = "cni.projectcalico.org/podIPs"
+POD_IP_ANNOTATION = "cni.projectcalico.org/podIP"
+
+
+@dataclass(frozen=True)
+class PodSeen:
+    """What the judgement needs of a pod: its node ("" while unscheduled) and the addresses
+    reported for it (empty until the kubelet reports them)."""
+
+    node: str
+    ips: frozenset[str] = frozenset()
+
+
+def pod_seen(pod: Mapping[str, Any]) -> PodSeen:
+    """A Kubernetes Pod as the judgement sees it: addresses from Calico's annotations when set,
+    else from the status the kubelet reports (as Calico's pod conversion reads them)."""
+    annotations = (pod.get("metadata") or {}).get("annotations") or {}
+    status = pod.get("status") or {}
+    texts = [t for t in str(annotations.get(POD_IPS_ANNOTATION) or annotations.get(POD_IP_ANNOTATION) or ""
+                             ).split(",") if t.strip()]
+    if not texts:
+        texts = [str(entry.get("ip") or "") for entry in status.get("podIPs") or () if isinstance(entry, dict)]
+        texts = [t for t in texts if t] or ([str(status["podIP"])] if status.get("podIP") else [])
+    ips = set()
+    for text in texts:
+        try:
+            ips.add(str(netaddr.IPNetwork(text.strip()).ip))
+        except (netaddr.AddrFormatError, ValueError):
+            continue  # an address that does not parse proves nothing either way
+    return PodSeen(str((pod.get("spec") or {}).get("nodeName") or ""), frozenset(ips))
+
+
+def owned(allocation: Allocation, pod: PodSeen | None, kubernetes_node: str) -> bool:
+    """Whether the allocation's pod (`pod`, None when the API has none) still owns it; the
+    allocation's node is Kubernetes node `kubernetes_node` ("" when unknown)."""
+    if pod is None:
+        return False
+    if pod.node and kubernetes_node and pod.node != kubernetes_node:
+        return False  # the pod now lives elsewhere
+    return not pod.ips or str(netaddr.IPAddress(allocation.ip)) in pod.ips
 
 
 @dataclass
 class Judgement:
     leaked: list[Allocation] = field(default_factory=list)  # release now
-    candidates: list[Allocation] = field(default_factory=list)  # pod gone on a live node: wait the grace
+    candidates: list[Allocation] = field(default_factory=list)  # no owner on a live node: wait the grace
     holding: dict[str, list[Allocation]] = field(default_factory=dict)  # gone node -> what keeps it
 
 
@@ -36,19 +80,26 @@ def _pod_of(allocation: Allocation) -> PodKey | None:
     return (attrs["namespace"], attrs["pod"]) if attrs.get("pod") and attrs.get("namespace") else None
 
 
+def has_owner(allocation: Allocation, pods: Mapping[PodKey, PodSeen], kubernetes_names: Mapping[str, str]) -> bool:
+    """Owned by its pod, or by whoever made it when it names no pod."""
+    pod = _pod_of(allocation)
+    return pod is None or owned(allocation, pods.get(pod), kubernetes_names.get(allocation.node, allocation.node))
+
+
 def judge(allocations: Iterable[Allocation], live_nodes: set[str], gone_nodes: set[str],
-          pods: Mapping[PodKey, str]) -> Judgement:
-    """`pods`: every pod the API has, to the node it is bound to ("" when unscheduled)."""
+          pods: Mapping[PodKey, PodSeen], kubernetes_names: Mapping[str, str] | None = None) -> Judgement:
+    """`pods`: every pod the API has. `kubernetes_names`: Calico node name -> Kubernetes node name
+    where they differ ("" for a node whose Kubernetes name is unknown)."""
+    names = kubernetes_names or {}
     out = Judgement()
     for allocation in allocations:
         node = allocation.node
-        pod = _pod_of(allocation)
         if node in gone_nodes:
-            if allocation.handle == tunnel_handle(node) or (pod is not None and pods.get(pod) != node):
+            if allocation.handle == tunnel_handle(node) or not has_owner(allocation, pods, names):
                 out.leaked.append(allocation)
             else:
                 out.holding.setdefault(node, []).append(allocation)
-        elif node in live_nodes and pod is not None and pods.get(pod) != node:
+        elif node in live_nodes and not has_owner(allocation, pods, names):
             out.candidates.append(allocation)
     return out
 

@@ -1,5 +1,5 @@
-"""node: a Kubernetes Node deleted takes its Calico Node and its IPAM with it, and addresses whose
-pod is gone are given back after the grace period.
+"""node: a Kubernetes Node deleted takes its Calico Node and its IPAM with it, and addresses no
+pod owns any more are given back after the grace period.
 
 A Calico Node is Kubernetes' when its `orchRefs` name a k8s node (what calico-node writes when
 CALICO_K8S_NODE_REF is set); one of the same name as a Kubernetes Node that has none is given that
@@ -7,8 +7,10 @@ reference here, so the link survives a restart of the controllers. A Calico Node
 reference is never judged. Every pass (the first after a list, so at start-up; then on events and
 every period) compares them with the Kubernetes Nodes: one whose Kubernetes node is not in the
 cache, nor in the API when asked once more (Calico's re-confirmation: the cache may be behind),
-is gone, whether or not the controllers saw it go. When it is gone: the allocations whose pod is
-gone are released at once (leaks.judge), then the node is cleaned up as `calicoctl delete node`
+is gone, whether or not the controllers saw it go; so is a node that allocations name but no
+Calico Node stands for (as Calico's collector, which then releases only its empty blocks). When
+it is gone: the allocations no pod owns are released at once (leaks.judge: the pod is gone, bound
+elsewhere, or reports other addresses), then the node is cleaned up as `calicoctl delete node`
 does (ctl/semantics.clean_up_node: its endpoints, their addresses, its tunnel address, its empty
 blocks and affinities), then the Calico Node is deleted. An allocation that still has an owner (a
 pod bound to the node, or one no pod claims) holds the clean-up back until a later pass. Every
@@ -95,16 +97,20 @@ class NodeController(Controller):
         gone = {name for name, k8s in backed.items() if k8s not in kubernetes_nodes and self._confirmed_gone(name, k8s)}
         live = set(backed) - gone
         allocations = self._allocations()
-        judgement = leaks.judge(allocations, live, gone, self._pods())
+        # Allocations of a node no Calico Node stands for (deleted by hand, say): its Kubernetes
+        # name is unknown, and it is judged gone, as Calico does.
+        nameless = {a.node for a in allocations if a.node and a.node not in calico_nodes}
+        names = {**backed, **dict.fromkeys(nameless, "")}
+        judgement = leaks.judge(allocations, live, gone | nameless, self._pods(), names)
         self.context.metrics.set("ipam_allocations_gc_candidates", len(judgement.candidates))
         confirmed = self.grace.confirmed(judgement.candidates, time.monotonic())
-        self._release(leaks.whole_handles(judgement.leaked + confirmed, allocations), gone)
-        for name in sorted(gone):
+        self._release(leaks.whole_handles(judgement.leaked + confirmed, allocations), gone | nameless, names)
+        for name in sorted(gone | nameless):
             holding = judgement.holding.get(name, [])
             if holding:
                 self._report_held(name, holding)
             else:
-                self._remove_node(name, calico_nodes[name][0])
+                self._remove_node(name, calico_nodes[name][0] if name in calico_nodes else None)
         self._clean_up_pending = bool(judgement.holding)
 
     # ---- reading
@@ -119,6 +125,7 @@ class NodeController(Controller):
                 name = str(node["metadata"]["name"])
             except (ValueError, KeyError, TypeError):
                 log.warning("node: ignoring %s: not a Node document", listed.key)
+                out[listed.key.rsplit("/", 1)[-1]] = (listed, None)  # there, so never judged nameless
                 continue
             kubernetes_name = kubernetes_node_name(node)
             if kubernetes_name is None and name in kubernetes_nodes:
@@ -154,24 +161,22 @@ class NodeController(Controller):
                     log.warning("node: ignoring block %s: %s", kv.key, exc)
         return found
 
-    def _pods(self) -> dict[leaks.PodKey, str]:
+    def _pods(self) -> dict[leaks.PodKey, leaks.PodSeen]:
         out = {}
         for pod in self.informer(PODS).items():
             meta = pod.get("metadata") or {}
-            out[(str(meta.get("namespace", "")), str(meta.get("name", "")))] = str(
-                (pod.get("spec") or {}).get("nodeName") or "")
+            out[(str(meta.get("namespace", "")), str(meta.get("name", "")))] = leaks.pod_seen(pod)
         return out
 
     # ---- writing
 
-    def _release(self, chosen: list[Allocation], gone: set[str]) -> None:
+    def _release(self, chosen: list[Allocation], gone: set[str], names: dict[str, str]) -> None:
         """Release the chosen allocations, each checked once more against the pods as they are now
         (Calico's final re-validation: a pod that came back keeps its address)."""
         if not chosen:
             return
         pods = self._pods()
-        still = [a for a in chosen if a.attributes.get("pod") is None
-                 or pods.get((a.attributes.get("namespace", ""), a.attributes["pod"])) != a.node]
+        still = [a for a in chosen if a.attributes.get("pod") is None or not leaks.has_owner(a, pods, names)]
         options = [ReleaseOptions(netaddr.IPAddress(a.ip), a.handle, a.sequence_number) for a in still]
         released, skipped = IpamClient(self.ds, "").release_addresses(options)
         self.grace.forget(still)
@@ -189,10 +194,15 @@ class NodeController(Controller):
             self._held[name] = len(holding)
             owners = ", ".join(sorted(f"{a.ip} ({a.attributes.get('namespace', '')}/{a.attributes.get('pod', '')})"
                                       if a.attributes.get("pod") else f"{a.ip} (handle {a.handle})" for a in holding))
-            log.warning("node: Kubernetes node of %s is gone, but %d allocation(s) still have an owner: %s; "
+            log.warning("node: %s is gone, but %d allocation(s) still have an owner: %s; "
                         "cleaning up once they go", name, len(holding), owners)
 
-    def _remove_node(self, name: str, seen: KeyValue) -> None:
+    def _remove_node(self, name: str, seen: KeyValue | None) -> None:
+        if seen is None:  # no Calico Node: only its empty blocks and their affinities are left to go
+            IpamClient(self.ds, name).release_empty_blocks()
+            self._held.pop(name, None)
+            log.info("node: released the empty blocks of %s, which no Calico Node stands for", name)
+            return
         for warning in clean_up_node(self.ds, name):
             log.warning("node: %s", warning)
         current = self.ds.get(seen.key)
