@@ -8,12 +8,14 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # etcd-server: the datastore the tests and the demo start privately; iproute2, iputils-ping:
-# namespaces and real packets; containernetworking-plugins: host-local, portmap, tuning;
-# podman, runc, busybox-static, iptables, util-linux (nsenter): the real-runtime test;
+# namespaces and real packets; containernetworking-plugins: host-local, portmap, tuning,
+# loopback;
+# podman, runc, busybox-static, iptables, util-linux (nsenter): the podman test; containerd (with
+# runc and busybox-static): the CRI test;
 # bird2: the BGP daemon calico-node drives; nftables: the policy and NAT dataplane calico-node
 # programs; python3-venv: the virtualenv; libpython3-dev: the shared libpython PyInstaller bundles.
 SYSTEM_PACKAGES := etcd-server etcd-client iproute2 iputils-ping nftables containernetworking-plugins \
-	podman runc busybox-static iptables util-linux bird2 python3-venv libpython3-dev
+	podman containerd runc busybox-static iptables util-linux bird2 python3-venv libpython3-dev
 
 .PHONY: all system-deps venv build install lint test test-unit demo demo-clean bench clean
 

@@ -21,6 +21,7 @@ from typing import Any, Iterator
 
 import netaddr
 
+from .cni.netns_path import resolve
 from .errors import DATAPLANE_FAILURE, INVALID_ENVIRONMENT, UNKNOWN_CONTAINER, CniError
 
 CLONE_NEWNET = 0x40000000
@@ -42,7 +43,7 @@ def entered(path: str | None) -> Iterator[None]:
         yield
         return
     try:
-        target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        target = os.open(resolve(path), os.O_RDONLY | os.O_CLOEXEC)  # a served call: as its caller sees it
     except OSError as exc:
         raise CniError(UNKNOWN_CONTAINER, f"network namespace {path} does not exist", str(exc)) from None
     origin = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
@@ -61,7 +62,7 @@ def entered(path: str | None) -> Iterator[None]:
 
 
 def exists(path: str) -> bool:
-    return bool(path) and os.path.exists(path)
+    return bool(path) and os.path.exists(resolve(path))
 
 
 class LinkExists(CniError):

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 from typing import Callable, TypeVar
 
 import pytest
@@ -84,3 +86,30 @@ def test_the_client_imports_no_more_than_it_needs() -> None:
     heavy = {"json", "socket", "re", "typing", "enum", "selectors", "struct", "base64", "cni_calico.cni.skel",
              "pydantic", "netaddr", "pyroute2", "etcd3"}
     assert not loaded & heavy, f"the client loads {sorted(loaded & heavy)}"
+
+
+def test_the_callers_netns_descriptor_travels_with_the_request(tmp_path: Path) -> None:
+    """The client opens CNI_NETNS in its own mount namespace and attaches the descriptor; the
+    agent gets the very file the caller opened (here /proc/self/ns/net, which any user may open)."""
+    request = fastpath.encode_request("calico", {"CNI_NETNS": "/proc/self/ns/net"}, b"{}")
+    left, right = socket.socketpair()
+    with left, right:
+        fastpath._send_request(left, request, "/proc/self/ns/net")
+        left.shutdown(socket.SHUT_WR)
+        fds: list[int] = []
+        _, env, _ = fastpath.read_request(right, fds)
+    try:
+        assert env == {"CNI_NETNS": "/proc/self/ns/net"} and len(fds) == 1
+        here, there = os.stat("/proc/self/ns/net"), os.fstat(fds[0])
+        assert (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
+    finally:
+        for fd in fds:
+            os.close(fd)
+    # A path the client cannot open goes without a descriptor (the agent looks at the path).
+    for netns in ("", str(tmp_path / "missing")):
+        left, right = socket.socketpair()
+        with left, right:
+            fastpath._send_request(left, request, netns)
+            left.shutdown(socket.SHUT_WR)
+            fds = []
+            assert fastpath.read_request(right, fds)[0] == "calico" and fds == []

@@ -409,3 +409,45 @@ def test_the_plugins_own_netns_is_refused_and_the_host_keeps_its_interfaces(
     assert lab.host_links() == BASE_LINKS
     assert "default dev uplink" in lab.host_routes()
     assert [(kv.key, kv.mod_revision) for kv in etcd_store.list("/calico")] == before
+
+
+@pytest.fixture
+def unpropagated_netns(lab: Lab, tmp_path: Path) -> Iterator[str]:
+    """A pod's namespace mounted where the lab's calico-node cannot see it: on a file in a private
+    tmpfs made after the agent started (as containerd's `netns_mounts_under_state_dir` puts pods'
+    namespaces, outside /var/run/netns's shared mount). The runtime's mount namespace, where the
+    plugin is exec'd, sees it; the agent's, under `ip netns exec`, sees at most an empty file."""
+    private = tmp_path / "state"
+    private.mkdir()
+    sh("mount", "-t", "tmpfs", "-o", "size=1m", "cni-calico-test", str(private))
+    try:
+        sh("mount", "--make-private", str(private))
+        target = private / "cni-netns"
+        target.write_text("")
+        sh("mount", "--bind", lab.pod("unseen"), str(target))
+        try:
+            yield str(target)
+        finally:
+            sh("umount", str(target), check=False)
+    finally:
+        sh("umount", "--lazy", str(private), check=False)
+
+
+def test_a_netns_only_the_runtime_sees_is_wired_on_both_paths(lab: Lab, etcd_store: EtcdDatastore,
+                                                              unpropagated_netns: str) -> None:
+    """The plugin's client hands calico-node the namespace it opened itself (SCM_RIGHTS): the
+    agent's mount namespace need not show the runtime's paths. Standalone, the same calls."""
+    netns, args = unpropagated_netns, K8S_ARGS.format(pod="unseen", cid="cid-u")
+    status, out, err = lab.cni("ADD", lab.conf(), container_id="cid-u", netns=netns, args=args)
+    assert status == 0 and out is not None, (out, err)
+    assert out["interfaces"][1]["sandbox"] == netns  # reported by the path the runtime gave
+    ip = ip_of(out)
+    addr = sh("nsenter", f"--net={netns}", "ip", "-o", "-4", "addr", "show", "eth0").stdout
+    assert f"inet {ip}/32" in addr
+    status, out, err = lab.cni("CHECK", lab.conf(prevResult=out), container_id="cid-u", netns=netns, args=args)
+    assert (status, out) == (0, None), err
+    status, out, err = lab.cni("DEL", lab.conf(), container_id="cid-u", netns=netns, args=args)
+    assert (status, out) == (0, None), err
+    assert "eth0" not in sh("nsenter", f"--net={netns}", "ip", "-o", "link").stdout
+    assert lab.host_links() == BASE_LINKS and ip not in lab.host_routes()
+    assert etcd_store.list(keys.HANDLE_PREFIX) == []

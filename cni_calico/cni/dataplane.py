@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -167,7 +166,7 @@ class LinuxDataplane:
     def remove_container_end(self, container_netns: str, ifname: str) -> bool:
         """Delete `ifname` inside the container's namespace (the pair and the host route go with
         it); False when the namespace or the interface is gone. Safe on any thread."""
-        if not container_netns or not os.path.exists(container_netns):
+        if not netns.exists(container_netns):
             return False
         try:
             with Netns(container_netns) as container:

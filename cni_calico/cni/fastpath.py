@@ -1,11 +1,13 @@
-"""The CNI fast path's wire format and client. The client's imports are `os` and the `_socket`
-builtin, nothing more: the frozen `calico` and `calico-ipam` load this first, and every module
-imported here is paid for on every CNI call (`socket` alone pulls in enum and selectors, `json`
-pulls in re).
+"""The CNI fast path's wire format and client. The client's imports are `os`, `sys` (loaded at
+start-up anyway) and the `_socket` builtin, nothing more: the frozen `calico` and `calico-ipam`
+load this first, and every module imported here is paid for on every CNI call (`socket` alone
+pulls in enum and selectors, `json` pulls in re).
 
 A call is one connection to the agent's unix socket. Request: the magic `cni1`, then three
-length-prefixed fields (plugin name, environment as NUL-separated `K=V`, stdin). Reply: a 4-byte
-exit status and a length-prefixed stdout. The agent runs the very same handlers, warm. When the
+length-prefixed fields (plugin name, environment as NUL-separated `K=V`, stdin), with the
+caller's descriptor of CNI_NETNS attached to the first bytes (SCM_RIGHTS) when it could open it:
+the agent may run in another mount namespace than the runtime, where the path shows something
+else. Reply: a 4-byte exit status and a length-prefixed stdout. The agent runs the very same handlers, warm. When the
 socket is absent or refuses the connection the caller does the work itself (standalone); once the
 agent has accepted a call, a missing answer is CNI error 11 — never a second attempt in-process,
 which could race the first.
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import _socket
 import os
+import sys
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing on the CNI path
 if TYPE_CHECKING:
@@ -25,6 +28,7 @@ DEFAULT_TIMEOUT = 60.0
 MODES = ("auto", "off", "only")  # only: never fall back to standalone (for tests and benchmarks)
 MAX_FIELD = 16 * 1024 * 1024
 MAGIC = b"cni1"
+_FD_SIZE = 4  # a descriptor in SCM_RIGHTS data: a C int
 _ENCODING = ("utf-8", "surrogateescape")  # environment strings round-trip whatever bytes they hold
 
 
@@ -65,8 +69,25 @@ def encode_request(plugin: str, env: dict[str, str], stdin: bytes) -> bytes:
     return MAGIC + _field(plugin.encode()) + _field(environment) + _field(stdin)
 
 
-def read_request(sock: _socket.socket) -> tuple[str, dict[str, str], bytes]:
-    if _recv_exact(sock, len(MAGIC)) != MAGIC:
+def _recv_magic(sock: _socket.socket, fds: list[int]) -> bytes:
+    """The first bytes, and the descriptors that came with them (at most one is taken: any
+    more are closed by the kernel as the control buffer has no room for them)."""
+    data, ancillary, _, _ = sock.recvmsg(len(MAGIC), _socket.CMSG_SPACE(_FD_SIZE))
+    for level, kind, payload in ancillary:
+        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+            whole = len(payload) - len(payload) % _FD_SIZE
+            fds.extend(int.from_bytes(payload[i:i + _FD_SIZE], sys.byteorder, signed=True)
+                       for i in range(0, whole, _FD_SIZE))
+    if not data:
+        raise ConnectionError("connection closed mid-message")
+    return data + (_recv_exact(sock, len(MAGIC) - len(data)) if len(data) < len(MAGIC) else b"")
+
+
+def read_request(sock: _socket.socket, fds: list[int] | None = None) -> tuple[str, dict[str, str], bytes]:
+    """The request; with `fds`, the descriptor sent with it (CNI_NETNS as the caller opened it)
+    is appended there, and the caller must close it."""
+    magic = _recv_exact(sock, len(MAGIC)) if fds is None else _recv_magic(sock, fds)
+    if magic != MAGIC:
         raise ValueError("not a fast-path request")
     plugin = _recv_field(sock).decode(*_ENCODING)
     env = {}
@@ -123,12 +144,29 @@ def call(plugin: str, env: Mapping[str, str], stdin: bytes, path: str, timeout: 
             raise NotServed(str(exc)) from None
         sock.settimeout(timeout)
         try:
-            sock.sendall(encode_request(plugin, dict(env), stdin))
+            _send_request(sock, encode_request(plugin, dict(env), stdin), env.get("CNI_NETNS", ""))
             return read_reply(sock)
         except (OSError, ValueError, ConnectionError) as exc:
             raise ServedButFailed(f"calico-node accepted the call but did not answer: {exc}") from None
     finally:
         sock.close()
+
+
+def _send_request(sock: _socket.socket, request: bytes, netns: str) -> None:
+    """The request, with CNI_NETNS opened here, in the runtime's mount namespace, attached to its
+    first bytes. A path this process cannot open goes without: the agent looks at the path."""
+    try:
+        fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK) if netns else -1
+    except OSError:
+        fd = -1
+    if fd < 0:
+        sock.sendall(request)
+        return
+    try:
+        sent = sock.sendmsg([request], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fd.to_bytes(_FD_SIZE, sys.byteorder))])
+    finally:
+        os.close(fd)  # the message holds its own reference
+    sock.sendall(request[sent:])
 
 
 def try_fast_path(plugin: str, env: Mapping[str, str], stdin: bytes) -> tuple[int, str] | None:

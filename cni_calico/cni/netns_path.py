@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+from contextvars import ContextVar, Token
 from enum import Enum
 
 NS_GET_NSTYPE = 0xB703  # ioctl on a namespace file: its CLONE_NEW* type (Linux 4.11+)
@@ -24,10 +25,31 @@ class NetnsPath(Enum):
     CONTAINER = "a network namespace"
 
 
+# (CNI_NETNS as the runtime gave it, where this process opens it instead) for the call in progress.
+CALLER_OPENED: ContextVar[tuple[str, str] | None] = ContextVar("caller_opened_netns", default=None)
+
+
+def caller_opened(path: str, fd: int) -> Token[tuple[str, str] | None]:
+    """For the rest of this call (this thread and the work it hands on with its context), open
+    CNI_NETNS `path` through `fd`, the caller's descriptor of it: calico-node serving a call may run
+    in another mount namespace than the runtime, where the same path shows something else (a
+    namespace mounted where mounts do not propagate is an empty file there). Returns the token
+    to give `CALLER_OPENED.reset`."""
+    return CALLER_OPENED.set((path, f"/proc/self/fd/{fd}"))
+
+
+def resolve(path: str) -> str:
+    """Where to open the namespace the runtime named `path`: the caller's descriptor of it when
+    the call came with one, else the path itself."""
+    opened = CALLER_OPENED.get()
+    return opened[1] if opened is not None and path and opened[0] == path else path
+
+
 def inspect(path: str) -> NetnsPath:
-    """Classify `path`; never raises for what a runtime might pass."""
+    """Classify `path` (as the caller sees it: see `resolve`); never raises for what a runtime
+    might pass."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+        fd = os.open(resolve(path), os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
     except FileNotFoundError:
         return NetnsPath.MISSING
     except OSError as exc:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .. import logs, netns
-from ..cni import fastpath, skel, versions
+from ..cni import fastpath, netns_path, skel, versions
 from ..cni.k8s.client import ClientPool
 from ..datastore import Datastore, EtcdSettings, Lent
 from ..errors import INTERNAL, CniError
@@ -111,8 +111,14 @@ class CniServer:
                 if peer_uid(conn) != fastpath.own_uid():
                     log.warning("fast path: refused a caller with another uid")
                     return
-                plugin, env, stdin = fastpath.read_request(conn)
-                status, out = self.workers.submit(self.handle, plugin, env, stdin).result()
+                fds: list[int] = []
+                try:
+                    plugin, env, stdin = fastpath.read_request(conn, fds)
+                    netns_fd = fds[0] if fds else None
+                    status, out = self.workers.submit(self.handle, plugin, env, stdin, netns_fd).result()
+                finally:
+                    for fd in fds:
+                        os.close(fd)
                 conn.sendall(fastpath.encode_reply(status, out))
                 self.served += 1
             except (OSError, ValueError, KeyError, ConnectionError) as exc:
@@ -120,13 +126,21 @@ class CniServer:
             except RuntimeError as exc:  # the workers were shut down: calico-node is stopping
                 log.warning("fast path: dropped a call while stopping: %s", exc)
 
-    def handle(self, plugin: str, env: dict[str, str], stdin: bytes) -> tuple[int, str]:
+    def handle(self, plugin: str, env: dict[str, str], stdin: bytes, netns_fd: int | None = None
+               ) -> tuple[int, str]:
+        """One call, on a worker; `netns_fd`: CNI_NETNS as the caller opened it, used instead of
+        the path (which this process's mount namespace may not show as the runtime does)."""
         load = self._handlers.get(plugin)
         if load is None:
             return 1, json.dumps(CniError(INTERNAL, f"unknown plugin {plugin!r} for the fast path")
                                  .to_dict(versions.LATEST_VERSION))
         out = io.StringIO()
-        status = skel.run(load, env, io.BytesIO(stdin), out, plugin)  # logs the call's summary line
+        token = netns_path.caller_opened(env.get("CNI_NETNS", ""), netns_fd) if netns_fd is not None else None
+        try:
+            status = skel.run(load, env, io.BytesIO(stdin), out, plugin)  # logs the call's summary line
+        finally:
+            if token is not None:
+                netns_path.CALLER_OPENED.reset(token)
         return status, out.getvalue()
 
     def stop(self) -> None:
