@@ -32,8 +32,9 @@ from ..datastore import EtcdDatastore
 from ..netns import entered
 from . import admin, binaries
 from .bench import percentile
-from .cluster import NETNS_DIR, Cluster, Host, sh
+from .cluster import Cluster, Host
 from .etcd import PrivateEtcd
+from .hosts import NETNS_DIR, sh
 
 REPO = Path(__file__).resolve().parents[2]
 
