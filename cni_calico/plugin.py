@@ -59,9 +59,10 @@ from .errors import (
 )
 from .model import keys
 from .model.keys import profile_key, workload_endpoint_key
-from .model.resources import (
-    Metadata,
+from .model.v3 import (
+    ObjectMeta,
     Profile,
+    ProfileSpec,
     WorkloadEndpoint,
     WorkloadEndpointSpec,
     allow_all_profile,
@@ -263,7 +264,7 @@ class CalicoPlugin:
         if kv is not None:
             spec = WorkloadEndpoint.model_validate_json(kv.value).spec
             if spec.containerID == att.args.container_id and spec.endpoint == att.args.ifname:
-                return [netaddr.IPNetwork(n) for n in spec.ipNetworks]
+                return [netaddr.IPNetwork(n) for n in spec.ipNetworks or ()]
         if att.uses_calico_ipam:
             return IpamClient(ds, att.node).addresses_of(att.handle)
         return []
@@ -283,9 +284,9 @@ class CalicoPlugin:
             "ipNetworks": networks, "profiles": [_endpoint_profile(att)]}
         if att.pod is not None:
             _add_pod_facts(metadata, spec, att.pod, networks)
-        wep = WorkloadEndpoint(metadata=Metadata.model_validate(metadata),
+        wep = WorkloadEndpoint(metadata=ObjectMeta.model_validate(metadata),
                                spec=WorkloadEndpointSpec.model_validate(spec))
-        _write_with_profile(ds, att.endpoint_key, to_json(wep), _profile_resource(att))
+        _write_with_profile(ds, att.endpoint_key, to_json(wep), _endpoint_profile(att), lambda: _profile_resource(att))
 
     # ------------------------------------------------------------ DEL
 
@@ -380,8 +381,9 @@ def _profile_resource(att: Attachment) -> Profile:
     if att.pod is not None:
         from .cni.k8s.pod import namespace_profile_spec
 
-        return Profile(metadata=Metadata(name=name),
-                       spec=namespace_profile_spec(att.workload.namespace, att.pod.endpoint.namespace_labels))
+        return Profile(metadata=ObjectMeta(name=name),
+                       spec=ProfileSpec.model_validate(
+                           namespace_profile_spec(att.workload.namespace, att.pod.endpoint.namespace_labels)))
     return allow_all_profile(name) if att.workload.pod else network_profile(name)
 
 
@@ -408,20 +410,19 @@ def _endpoint_container(kv: KeyValue | None) -> str:
     return WorkloadEndpoint.model_validate_json(kv.value).spec.containerID or "" if kv else ""
 
 
-def _write_with_profile(ds: Datastore, key: str, endpoint: str, profile: Profile) -> None:
+def _write_with_profile(ds: Datastore, key: str, endpoint: str, name: str, profile: Callable[[], Profile]) -> None:
     """Write the endpoint and, in the same transaction, its profile when that is missing or is
     still the allow-all one older versions gave every network (see profile_write): a read (with
     calico-ipam, already made with IPAM's first reads) and a write. The profile is shared by every
     endpoint of the network and never undone; an endpoint that changed under us is a retry for
     the caller."""
-    name = profile.metadata.name
     profile_at = profile_key(name)
     found = ds.get_many([key, profile_at])
     current = found[key]
     expect = {key: current.mod_revision if current else 0}
     stored = found[profile_at]
     try:
-        document = profile_to_write(stored.value if stored else None, profile)
+        document = profile_to_write(stored.value if stored else None, name, profile)
     except InvalidProfile as exc:
         raise CniError(INVALID_NETWORK_CONFIG, f"cannot write profile {name!r}: {exc}",
                        "a network's profile is named after the network and labels its endpoints with "
@@ -472,7 +473,7 @@ def _check_endpoint(ds: Datastore, att: Attachment, addresses: list[netaddr.IPNe
         raise CniError(CHECK_FAILED, f"workload endpoint {att.endpoint_name} belongs to container {spec.containerID}",
                        f"not to {att.args.container_id}: this attachment was replaced by a newer one")
     wanted = sorted(str(host_route(a)) for a in addresses)
-    if sorted(spec.ipNetworks) != wanted or spec.interfaceName != att.host_ifname:
+    if sorted(spec.ipNetworks or ()) != wanted or spec.interfaceName != att.host_ifname:
         raise CniError(CHECK_FAILED, f"workload endpoint {kv.key.rsplit('/', 1)[1]} does not match",
                        f"has {spec.ipNetworks} on {spec.interfaceName}, expected {wanted} on {att.host_ifname}")
 

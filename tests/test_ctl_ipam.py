@@ -27,7 +27,7 @@ from cni_calico.datastore import Datastore, EtcdDatastore, KeyValue, MemoryDatas
 from cni_calico.lab.admin import create_pool
 from cni_calico.model import keys
 from cni_calico.model.keys import node_key, workload_endpoint_key
-from cni_calico.model.resources import Metadata, Node, WorkloadEndpoint, WorkloadEndpointSpec, to_json
+from cni_calico.model.v3 import Node, ObjectMeta, WorkloadEndpoint, WorkloadEndpointSpec, to_json
 
 from .conftest import run_cni
 
@@ -52,7 +52,7 @@ def write_endpoint(ds: Datastore, node: str, cid: str, *addresses: netaddr.IPNet
     workload = Workload(cid, "default", pod) if pod else Workload(cid)
     namespace, name = endpoint_namespace(workload), endpoint_name(node, workload, "eth0")
     wep = WorkloadEndpoint(
-        metadata=Metadata(name=name, namespace=namespace, labels={
+        metadata=ObjectMeta(name=name, namespace=namespace, labels={
             "projectcalico.org/namespace": namespace, "projectcalico.org/orchestrator": workload.orchestrator}),
         spec=WorkloadEndpointSpec(
             orchestrator=workload.orchestrator, workload=pod or cid, pod=pod, node=node, containerID=cid,
@@ -64,7 +64,7 @@ def write_endpoint(ds: Datastore, node: str, cid: str, *addresses: netaddr.IPNet
 
 
 def register_node(ds: Datastore, name: str) -> None:
-    assert ds.create(node_key(name), to_json(Node(metadata=Metadata(name=name))))
+    assert ds.create(node_key(name), to_json(Node(metadata=ObjectMeta(name=name))))
 
 
 def run(command: Callable[..., int], ds: Datastore, **kwargs: Any) -> str:

@@ -209,12 +209,12 @@ def test_namespaces_short_names_and_patch(etcd: str, etcd_store: EtcdDatastore, 
 
 def test_deleting_a_node_releases_its_workloads_addresses_and_blocks(etcd: str, etcd_store: EtcdDatastore) -> None:
     from cni_calico.model.keys import workload_endpoint_key
-    from cni_calico.model.resources import Metadata, WorkloadEndpoint, WorkloadEndpointSpec, to_json
+    from cni_calico.model.v3 import ObjectMeta, WorkloadEndpoint, WorkloadEndpointSpec, to_json
     admin.create_pool(etcd_store, "p", "10.30.0.0/16")
     startup.register_node(etcd_store, "gone", __import__("netaddr").IPNetwork("192.0.2.12/24"), None)
     client = IpamClient(etcd_store, "gone")
     address = client.auto_assign(Request("net.c1", {"node": "gone"}))[0]
-    wep = WorkloadEndpoint(metadata=Metadata(name="gone-cni-c1-eth0", namespace="default"),
+    wep = WorkloadEndpoint(metadata=ObjectMeta(name="gone-cni-c1-eth0", namespace="default"),
                            spec=WorkloadEndpointSpec(orchestrator="cni", node="gone", containerID="c1", endpoint="eth0",
                                                      interfaceName="cali1", ipNetworks=[f"{address.ip}/32"]))
     etcd_store.create(workload_endpoint_key("default", wep.metadata.name), to_json(wep))

@@ -11,13 +11,13 @@ import pytest
 from cni_calico.allocation import audit as ipam_audit
 from cni_calico.allocation.block import AllocationBlock
 from cni_calico.ctl.ipam import check_text, usage_table
-from cni_calico.model.resources import (
+from cni_calico.model.v3 import (
     IPPool,
     IPPoolSpec,
-    Metadata,
     Node,
     NodeBGPSpec,
     NodeSpec,
+    ObjectMeta,
     WorkloadEndpoint,
     WorkloadEndpointSpec,
 )
@@ -25,15 +25,15 @@ from cni_calico.tables import render_table
 
 
 def pool(name: str, cidr: str, **spec: object) -> IPPool:
-    return IPPool(metadata=Metadata(name=name), spec=IPPoolSpec(cidr=cidr, **spec))
+    return IPPool(metadata=ObjectMeta(name=name), spec=IPPoolSpec(cidr=cidr, **spec))
 
 
 def node(name: str, tunnel: str | None = None) -> Node:
-    return Node(metadata=Metadata(name=name), spec=NodeSpec(bgp=NodeBGPSpec(ipv4IPIPTunnelAddr=tunnel)))
+    return Node(metadata=ObjectMeta(name=name), spec=NodeSpec(bgp=NodeBGPSpec(ipv4IPIPTunnelAddr=tunnel)))
 
 
 def wep(name: str, *addresses: str, namespace: str = "default", on: str = "n1") -> WorkloadEndpoint:
-    return WorkloadEndpoint(metadata=Metadata(name=name, namespace=namespace), spec=WorkloadEndpointSpec(
+    return WorkloadEndpoint(metadata=ObjectMeta(name=name, namespace=namespace), spec=WorkloadEndpointSpec(
         orchestrator="cni", node=on, containerID=name, endpoint="eth0", interfaceName="cali0",
         ipNetworks=list(addresses)))
 

@@ -14,7 +14,7 @@ from cni_calico.datastore import EtcdDatastore
 from cni_calico.lab.admin import create_pool
 from cni_calico.model import keys
 from cni_calico.model.keys import node_key
-from cni_calico.model.resources import Metadata, Node, to_json
+from cni_calico.model.v3 import Node, ObjectMeta, to_json
 
 from .conftest import run_cni
 
@@ -140,7 +140,7 @@ def test_pool_selection_by_name_and_by_cidr(etcd: str, etcd_store: EtcdDatastore
 def test_disabled_pool_and_node_selector(etcd: str, etcd_store: EtcdDatastore) -> None:
     create_pool(etcd_store, "off", "10.100.0.0/16", disabled=True)
     create_pool(etcd_store, "zone-a", "10.200.0.0/16", nodeSelector="zone == 'a'")
-    node = Node(metadata=Metadata(name="n1", labels={"zone": "a"}))
+    node = Node(metadata=ObjectMeta(name="n1", labels={"zone": "a"}))
     etcd_store.create(node_key("n1"), to_json(node))
     assert add(conf(etcd, node="n1"), "c1") in netaddr.IPNetwork("10.200.0.0/16")
     status, out, _ = run_cni("calico-ipam", "ADD", conf(etcd, node="n2"), container_id="c2")
@@ -149,7 +149,7 @@ def test_disabled_pool_and_node_selector(etcd: str, etcd_store: EtcdDatastore) -
 
 def test_nodes_get_different_blocks_and_borrow_when_at_their_limit(etcd: str, etcd_store: EtcdDatastore) -> None:
     create_pool(etcd_store, "small", "10.50.0.0/24", blockSize=30)
-    set_ipam_config(etcd_store, max_blocks_per_host=1)
+    set_ipam_config(etcd_store, maxBlocksPerHost=1)
     n2_address = add(conf(etcd, node="n2"), "n2-c1")
     n1_addresses = [add(conf(etcd, node="n1"), f"n1-c{i}") for i in range(4)]
     n1_block = n1_addresses[0].cidr
@@ -166,7 +166,7 @@ def test_nodes_get_different_blocks_and_borrow_when_at_their_limit(etcd: str, et
 
 def test_strict_affinity_refuses_to_borrow(etcd: str, etcd_store: EtcdDatastore) -> None:
     create_pool(etcd_store, "small", "10.50.0.0/29", blockSize=30)  # two blocks of 4
-    set_ipam_config(etcd_store, strict_affinity=True, max_blocks_per_host=1)
+    set_ipam_config(etcd_store, strictAffinity=True, maxBlocksPerHost=1)
     add(conf(etcd, node="n2"), "n2-c1")
     for i in range(4):
         add(conf(etcd, node="n1"), f"n1-c{i}")
@@ -207,7 +207,7 @@ def test_dual_stack_assigns_both_or_nothing(etcd: str, etcd_store: EtcdDatastore
 
 def test_interrupted_claims_are_recovered(etcd: str, etcd_store: EtcdDatastore) -> None:
     from cni_calico.allocation import pools as pool_logic
-    from cni_calico.model.resources import IPPool
+    from cni_calico.model.v3 import IPPool
 
     pool = create_pool(etcd_store, "p1", "10.100.0.0/16")
     first: IPPool = pool

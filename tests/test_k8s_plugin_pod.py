@@ -70,7 +70,7 @@ def test_named_and_host_ports_of_containers_and_init_containers() -> None:
         {"name": "sctp-x", "protocol": "SCTP", "port": 9},
     ]
     for port in facts.ports:  # what calicoctl would accept
-        v3.WorkloadEndpointPort.model_validate(port)
+        v3.strictly(v3.WorkloadEndpointPort, port)
 
 
 def test_the_namespace_profile_is_valid_and_carries_the_namespace_labels() -> None:

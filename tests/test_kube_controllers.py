@@ -33,7 +33,7 @@ from cni_calico.lab.hosts import PluginHost
 from cni_calico.lab.k8s_api import K8sApiServer
 from cni_calico.model import keys
 from cni_calico.model.keys import node_key
-from cni_calico.model.resources import Metadata, WorkloadEndpoint, WorkloadEndpointSpec, to_json
+from cni_calico.model.v3 import ObjectMeta, WorkloadEndpoint, WorkloadEndpointSpec, to_json
 from cni_calico.node import startup
 
 pytestmark = pytest.mark.etcd
@@ -192,7 +192,7 @@ def endpoint(ds: EtcdDatastore, ns: str, pod_name: str, *, node: str = "node1", 
     """A pod's endpoint as the CNI plugin writes it (labels from the network config only)."""
     name = f"{node}-k8s-{pod_name.replace('-', '--')}-{iface}"
     wep = WorkloadEndpoint(
-        metadata=Metadata(name=name, namespace=ns, labels={"from-cni-config": "x", "projectcalico.org/namespace": ns,
+        metadata=ObjectMeta(name=name, namespace=ns, labels={"from-cni-config": "x", "projectcalico.org/namespace": ns,
                                                            "projectcalico.org/orchestrator": "k8s"}),
         spec=WorkloadEndpointSpec(orchestrator="k8s", workload=pod_name, pod=pod_name, node=node,
                                   containerID=f"c-{pod_name}", endpoint=iface, interfaceName=f"cali{pod_name[:8]}",

@@ -20,7 +20,7 @@ from cni_calico.lab.cluster import Cluster, Host
 from cni_calico.lab.etcd import PrivateEtcd
 from cni_calico.lab.hosts import NETNS_DIR
 from cni_calico.model.keys import profile_key
-from cni_calico.model.resources import allow_all_profile, to_json
+from cni_calico.model.v3 import allow_all_profile, to_json
 
 from .conftest import pooled_cluster
 from .packets import eventually

@@ -14,7 +14,7 @@ import pytest
 from cni_calico.cni.profile import InvalidProfile, profile_to_write
 from cni_calico.datastore import KeyValue
 from cni_calico.model import keys
-from cni_calico.model.resources import allow_all_profile, network_profile, to_json
+from cni_calico.model.v3 import allow_all_profile, network_profile, to_json
 from cni_calico.node.cache import Cache
 from cni_calico.node.policy.model import EGRESS, INGRESS, Selection, rule_selectors
 from cni_calico.node.policy.render import profile_chain_name, render
@@ -41,7 +41,7 @@ def cache_of(*items: tuple[str, str]) -> Cache:
 
 
 def stored_profile(network: str) -> tuple[str, str]:
-    document = profile_to_write(None, network_profile(network))
+    document = profile_to_write(None, network, lambda: network_profile(network))
     assert document is not None
     return keys.resource("profiles", network), document
 
@@ -82,16 +82,17 @@ def test_the_rendered_profile_chains_admit_the_network_and_let_everything_out() 
 
 def test_the_old_shape_is_replaced_and_nothing_else_is() -> None:
     wanted = network_profile("net-a")
-    upgraded = profile_to_write(json.dumps(OLD_SHAPE, indent=2), wanted)  # spelling does not matter
+    upgraded = profile_to_write(json.dumps(OLD_SHAPE, indent=2), "net-a", lambda: wanted)  # spelling does not matter
     assert upgraded is not None and json.loads(upgraded)["spec"]["labelsToApply"] == {"net-a": ""}
-    assert profile_to_write(to_json(wanted), wanted) is None  # already Calico's
-    assert profile_to_write("not json", wanted) is None
+    assert profile_to_write(to_json(wanted), "net-a", lambda: wanted) is None  # already Calico's
+    assert profile_to_write("not json", "net-a", lambda: wanted) is None
     other_network = {**OLD_SHAPE, "metadata": {**OLD_SHAPE["metadata"], "name": "net-b"}}
-    assert profile_to_write(json.dumps(other_network), wanted) is None
-    assert profile_to_write(json.dumps(OLD_SHAPE), allow_all_profile("net-a")) is None  # no change to make
+    assert profile_to_write(json.dumps(other_network), "net-a", lambda: wanted) is None
+    unchanged = profile_to_write(json.dumps(OLD_SHAPE), "net-a", lambda: allow_all_profile("net-a"))
+    assert unchanged is None  # no change to make
 
 
 @pytest.mark.parametrize("network", ["Net_A", "net_a", "a" * 64, "net a", "net/a", ".net"])
 def test_a_network_name_calico_would_refuse_is_never_written(network: str) -> None:
     with pytest.raises(InvalidProfile):
-        profile_to_write(None, network_profile(network))
+        profile_to_write(None, network, lambda: network_profile(network))

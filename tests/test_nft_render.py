@@ -15,7 +15,7 @@ from typing import Any, Callable
 import pytest
 
 from cni_calico.lab.iptables_estimate import iptables_equivalent
-from cni_calico.model.v3 import GlobalNetworkPolicySpec, NetworkPolicySpec, ProfileSpec
+from cni_calico.model.v3 import GlobalNetworkPolicySpec, NetworkPolicySpec, ProfileSpec, strictly
 from cni_calico.node.policy.model import (
     EGRESS,
     INGRESS,
@@ -56,18 +56,18 @@ def wep(name: str, ip: str, ns: str = "default", labels: dict[str, str] | None =
 
 
 def np(ns: str, name: str, **spec: Any) -> Policy:
-    return Policy("NetworkPolicy", ns, name, NetworkPolicySpec.model_validate(spec))
+    return Policy("NetworkPolicy", ns, name, strictly(NetworkPolicySpec, spec))
 
 
 def gnp(name: str, **spec: Any) -> Policy:
-    return Policy("GlobalNetworkPolicy", None, name, GlobalNetworkPolicySpec.model_validate(spec))
+    return Policy("GlobalNetworkPolicy", None, name, strictly(GlobalNetworkPolicySpec, spec))
 
 
 ALLOW_ALL = {"ingress": [{"action": "Allow"}], "egress": [{"action": "Allow"}]}
 
 
 def profiles(*names: str, rules: dict[str, Any] | None = None) -> dict[str, ProfileSpec]:
-    return {n: ProfileSpec.model_validate(ALLOW_ALL if rules is None else rules) for n in names}
+    return {n: strictly(ProfileSpec, ALLOW_ALL if rules is None else rules) for n in names}
 
 
 def state(endpoints: tuple[Endpoint, ...], policies: tuple[Policy, ...] = (), *,
@@ -299,8 +299,8 @@ def test_pass_skips_remaining_policies_and_goes_to_the_profiles() -> None:
 
 
 def test_pass_in_a_profile_moves_on_to_the_next_profile() -> None:
-    specs = {"first": ProfileSpec.model_validate({"ingress": [{"action": "Pass"}, {"action": "Deny"}]}),
-             "second": ProfileSpec.model_validate({"ingress": [{"action": "Allow"}]})}
+    specs = {"first": strictly(ProfileSpec, {"ingress": [{"action": "Pass"}, {"action": "Deny"}]}),
+             "second": strictly(ProfileSpec, {"ingress": [{"action": "Allow"}]})}
     ep = dataclasses.replace(WEB, profiles=("first", "second"))
     assert verdict(render(state((ep,), profile_specs=specs)), "to-wl", ep.iface) == "allow"
     alone = dataclasses.replace(WEB, profiles=("first",))
@@ -570,7 +570,7 @@ def test_update_for_changed_policy_rules_flushes_only_that_chain() -> None:
     before = CASES["two_signatures"]
     web_in = before.policies[0]
     changed = dataclasses.replace(web_in, spec=web_in.spec.model_copy(update={"ingress": [
-        NetworkPolicySpec.model_validate({"ingress": [{"action": "Allow", "protocol": "UDP"}]}).ingress[0]]}))
+        strictly(NetworkPolicySpec, {"ingress": [{"action": "Allow", "protocol": "UDP"}]}).ingress[0]]}))
     script = update_script(render(before), render(dataclasses.replace(before, policies=(changed, before.policies[1]))))
     assert re.findall(r"^flush chain inet calico (\S+)$", script, re.M) == [policy_chain_name(web_in, INGRESS)]
     assert "meta l4proto udp" in script

@@ -17,7 +17,7 @@ from cni_calico.lab.cluster import Cluster, Host
 from cni_calico.lab.etcd import PrivateEtcd
 from cni_calico.model import keys
 from cni_calico.model.keys import node_key
-from cni_calico.model.resources import Node
+from cni_calico.model.v3 import Node
 from cni_calico.procs import running
 
 pytestmark = [pytest.mark.root, pytest.mark.bird, pytest.mark.etcd]

@@ -9,10 +9,11 @@ import netaddr
 import pytest
 
 from cni_calico.allocation.client import IpamClient
+from cni_calico.allocation.config import set_ipam_config
 from cni_calico.datastore import EtcdDatastore
 from cni_calico.model import keys
 from cni_calico.model.keys import cluster_information_key, node_key, pool_key
-from cni_calico.model.resources import ClusterInformation, IPPool, Node, to_json
+from cni_calico.model.v3 import ClusterInformation, IPPool, Node, to_json
 from cni_calico.node import startup
 from cni_calico.node.config import load
 from cni_calico.node.routing import ipip
@@ -35,6 +36,35 @@ def test_register_creates_then_updates_keeping_other_fields(etcd_store: EtcdData
     revision = etcd_store.get(node_key("n1")).mod_revision
     startup.register_node(etcd_store, "n1", netaddr.IPNetwork("192.0.2.21/24"), 65001)
     assert etcd_store.get(node_key("n1")).mod_revision == revision  # nothing changed, nothing written
+
+
+def test_registration_keeps_the_fields_it_does_not_model(etcd_store: EtcdDatastore) -> None:
+    """A Node as a newer Calico stores it: the read-modify-write of registration changes the BGP
+    address and keeps every field it has no model for, at every level."""
+    written_elsewhere = {
+        "kind": "Node", "apiVersion": "projectcalico.org/v3",
+        "metadata": {"name": "n1", "uid": "u-1", "futureMeta": {"a": 1}},
+        "spec": {"bgp": {"ipv4Address": "192.0.2.11/24", "futureBGP": "x"},
+                 "orchRefs": [{"orchestrator": "k8s", "nodeName": "n1", "futureRef": True}],
+                 "wireguard": {"interfaceIPv4Address": "10.0.0.1"}},
+        "status": {"podCIDRs": ["10.244.0.0/24"]},
+    }
+    assert etcd_store.create(node_key("n1"), json.dumps(written_elsewhere))
+    startup.register_node(etcd_store, "n1", netaddr.IPNetwork("192.0.2.21/24"), 65001)
+    stored = json.loads(etcd_store.get(node_key("n1")).value)
+    assert stored["spec"]["bgp"] == {"ipv4Address": "192.0.2.21/24", "asNumber": 65001, "futureBGP": "x"}
+    assert stored["metadata"]["futureMeta"] == {"a": 1} and stored["metadata"]["uid"] == "u-1"
+    assert stored["spec"]["orchRefs"] == written_elsewhere["spec"]["orchRefs"]
+    assert stored["spec"]["wireguard"] == {"interfaceIPv4Address": "10.0.0.1"}
+    assert stored["status"] == {"podCIDRs": ["10.244.0.0/24"]}
+
+
+def test_ipam_configure_keeps_the_fields_it_does_not_model(etcd_store: EtcdDatastore) -> None:
+    assert etcd_store.create(keys.IPAM_CONFIG, json.dumps({"strict_affinity": False, "future_setting": 7}))
+    config = set_ipam_config(etcd_store, strictAffinity=True)
+    assert config.strictAffinity is True and config.autoAllocateBlocks is True
+    assert json.loads(etcd_store.get(keys.IPAM_CONFIG).value) == {
+        "strict_affinity": True, "auto_allocate_blocks": True, "maxBlocksPerHost": 0, "future_setting": 7}
 
 
 def test_an_address_another_node_holds_is_refused(etcd_store: EtcdDatastore) -> None:

@@ -10,17 +10,17 @@ import pytest
 from cni_calico.datastore import KeyValue, WatchEvent
 from cni_calico.model import keys
 from cni_calico.model.keys import bgp_configuration_key, bgp_peer_key, node_key, pool_key
-from cni_calico.model.resources import (
+from cni_calico.model.v3 import (
     BGPConfiguration,
     BGPConfigurationSpec,
     BGPPeer,
     BGPPeerSpec,
     IPPool,
     IPPoolSpec,
-    Metadata,
     Node,
     NodeBGPSpec,
     NodeSpec,
+    ObjectMeta,
     to_json,
 )
 from cni_calico.node.cache import Cache
@@ -39,11 +39,11 @@ from cni_calico.node.routing.bird_config import (
 
 def node(name: str, ip: str | None, asn: int | None = None, **labels: str) -> tuple[str, str]:
     bgp = NodeBGPSpec(ipv4Address=f"{ip}/24", asNumber=asn) if ip else None
-    return node_key(name), to_json(Node(metadata=Metadata(name=name, labels=labels), spec=NodeSpec(bgp=bgp)))
+    return node_key(name), to_json(Node(metadata=ObjectMeta(name=name, labels=labels), spec=NodeSpec(bgp=bgp)))
 
 
 def pool(name: str, cidr: str, **spec: object) -> tuple[str, str]:
-    return pool_key(name), to_json(IPPool(metadata=Metadata(name=name), spec=IPPoolSpec(cidr=cidr, **spec)))
+    return pool_key(name), to_json(IPPool(metadata=ObjectMeta(name=name), spec=IPPoolSpec(cidr=cidr, **spec)))
 
 
 def affinity(node_name: str, cidr: str, state: str = "confirmed") -> tuple[str, str]:
@@ -51,7 +51,7 @@ def affinity(node_name: str, cidr: str, state: str = "confirmed") -> tuple[str, 
 
 
 def peer(name: str, ip: str, asn: int, **spec: str) -> tuple[str, str]:
-    return bgp_peer_key(name), to_json(BGPPeer(metadata=Metadata(name=name),
+    return bgp_peer_key(name), to_json(BGPPeer(metadata=ObjectMeta(name=name),
                                                spec=BGPPeerSpec(peerIP=ip, asNumber=asn, **spec)))
 
 
@@ -102,7 +102,7 @@ def test_bird_input_needs_a_registered_address() -> None:
 
 def test_cluster_as_mesh_switch_and_explicit_peers() -> None:
     config = (bgp_configuration_key(), to_json(BGPConfiguration(
-        metadata=Metadata(name="default"), spec=BGPConfigurationSpec(asNumber=65000, nodeToNodeMeshEnabled=False))))
+        metadata=ObjectMeta(name="default"), spec=BGPConfigurationSpec(asNumber=65000, nodeToNodeMeshEnabled=False))))
     cache = cache_of(config, node("a", "192.0.2.11", rack="r1"), node("b", "192.0.2.12", rack="r2"),
                      peer("tor", "192.0.2.254", 65100), peer("mine", "192.0.2.201", 65101, node="a"),
                      peer("theirs", "192.0.2.202", 65102, node="b"),

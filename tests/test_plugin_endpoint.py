@@ -10,7 +10,7 @@ import pytest
 
 from cni_calico.errors import INVALID_NETWORK_CONFIG, TRY_AGAIN_LATER, CniError
 from cni_calico.model.keys import profile_key
-from cni_calico.model.resources import allow_all_profile, network_profile, to_json
+from cni_calico.model.v3 import allow_all_profile, network_profile, to_json
 from cni_calico.plugin import _write_with_profile
 
 ENDPOINT = "/calico/resources/v3/projectcalico.org/workloadendpoints/default/h1-cni-c1-eth0"
@@ -42,21 +42,21 @@ class RacingWriter:
 
 
 def test_first_endpoint_of_a_network_creates_its_profile_in_the_same_write(store: Any) -> None:
-    _write_with_profile(store, ENDPOINT, '{"e": 1}', NET1)
+    _write_with_profile(store, ENDPOINT, '{"e": 1}', "net1", lambda: NET1)
     endpoint, profile = store.get(ENDPOINT), store.get(profile_key("net1"))
     assert endpoint.value == '{"e": 1}' and endpoint.mod_revision == profile.mod_revision  # one transaction
     stored = json.loads(profile.value)
     assert stored["spec"] == CALICOS_SHAPE
     assert (stored["kind"], stored["apiVersion"], stored["metadata"]["name"]) == (
         "Profile", "projectcalico.org/v3", "net1")
-    _write_with_profile(store, ENDPOINT, '{"e": 2}', NET1)
+    _write_with_profile(store, ENDPOINT, '{"e": 2}', "net1", lambda: NET1)
     assert store.get(profile_key("net1")) == profile  # an existing profile is left alone
 
 
 def test_the_old_allow_all_profile_is_upgraded_with_the_endpoint(store: Any) -> None:
     assert to_json(allow_all_profile("net1")) == OLD_SHAPE  # what is recognised is what was written
     assert store.create(profile_key("net1"), OLD_SHAPE)
-    _write_with_profile(store, ENDPOINT, '{"e": 1}', NET1)
+    _write_with_profile(store, ENDPOINT, '{"e": 1}', "net1", lambda: NET1)
     endpoint, profile = store.get(ENDPOINT), store.get(profile_key("net1"))
     assert json.loads(profile.value)["spec"] == CALICOS_SHAPE
     assert endpoint.mod_revision == profile.mod_revision  # in the endpoint's own transaction
@@ -75,23 +75,23 @@ def test_a_profile_someone_changed_is_left_alone(store: Any, edit: Any) -> None:
     edit(theirs)
     assert store.create(profile_key("net1"), json.dumps(theirs))
     before = store.get(profile_key("net1"))
-    _write_with_profile(store, ENDPOINT, '{"e": 1}', NET1)
+    _write_with_profile(store, ENDPOINT, '{"e": 1}', "net1", lambda: NET1)
     assert store.get(profile_key("net1")) == before
     assert store.get(ENDPOINT).value == '{"e": 1}'
 
 
 def test_a_namespace_profile_stays_allow_all(store: Any) -> None:
-    _write_with_profile(store, ENDPOINT, '{"e": 1}', allow_all_profile("kns.prod"))
+    _write_with_profile(store, ENDPOINT, '{"e": 1}', "kns.prod", lambda: allow_all_profile("kns.prod"))
     profile = store.get(profile_key("kns.prod"))
     assert json.loads(profile.value)["spec"] == {"ingress": [{"action": "Allow"}], "egress": [{"action": "Allow"}]}
-    _write_with_profile(store, ENDPOINT, '{"e": 2}', allow_all_profile("kns.prod"))
+    _write_with_profile(store, ENDPOINT, '{"e": 2}', "kns.prod", lambda: allow_all_profile("kns.prod"))
     assert store.get(profile_key("kns.prod")) == profile  # the same shape: nothing to upgrade
 
 
 @pytest.mark.parametrize("network", ["Net_A", "net a", "a" * 64, "-net", "net..a"])
 def test_a_network_name_that_cannot_name_a_profile_is_refused_before_any_write(store: Any, network: str) -> None:
     with pytest.raises(CniError) as info:
-        _write_with_profile(store, ENDPOINT, '{"e": 1}', network_profile(network))
+        _write_with_profile(store, ENDPOINT, '{"e": 1}', network, lambda: network_profile(network))
     assert info.value.code == INVALID_NETWORK_CONFIG and repr(network) in info.value.msg
     assert store.get(ENDPOINT) is None and store.get(profile_key(network)) is None
 
@@ -99,14 +99,14 @@ def test_a_network_name_that_cannot_name_a_profile_is_refused_before_any_write(s
 def test_an_old_profile_upgraded_meanwhile_by_another_endpoint_is_kept(store: Any) -> None:
     assert store.create(profile_key("net1"), OLD_SHAPE)
     racing = RacingWriter(store, profile_key("net1"), to_json(NET1))
-    _write_with_profile(racing, ENDPOINT, '{"e": 1}', NET1)
+    _write_with_profile(racing, ENDPOINT, '{"e": 1}', "net1", lambda: NET1)
     assert store.get(ENDPOINT).value == '{"e": 1}'
     assert json.loads(store.get(profile_key("net1")).value)["spec"] == CALICOS_SHAPE
 
 
 def test_a_profile_created_meanwhile_by_another_endpoint_is_kept(store: Any) -> None:
     racing = RacingWriter(store, profile_key("net1"), '{"theirs": true}')
-    _write_with_profile(racing, ENDPOINT, '{"e": 1}', NET1)
+    _write_with_profile(racing, ENDPOINT, '{"e": 1}', "net1", lambda: NET1)
     assert store.get(ENDPOINT).value == '{"e": 1}'
     assert store.get(profile_key("net1")).value == '{"theirs": true}'
 
@@ -115,6 +115,6 @@ def test_an_endpoint_changed_meanwhile_is_error_11_and_is_not_overwritten(store:
     assert store.create(ENDPOINT, '{"old": 1}')
     racing = RacingWriter(store, ENDPOINT, '{"someone else": 1}')
     with pytest.raises(CniError) as info:
-        _write_with_profile(racing, ENDPOINT, '{"e": 1}', NET1)
+        _write_with_profile(racing, ENDPOINT, '{"e": 1}', "net1", lambda: NET1)
     assert info.value.code == TRY_AGAIN_LATER
     assert store.get(ENDPOINT).value == '{"someone else": 1}' and store.get(profile_key("net1")) is None

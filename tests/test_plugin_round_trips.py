@@ -16,7 +16,7 @@ import pytest
 from cni_calico.datastore import EtcdDatastore
 from cni_calico.lab.admin import create_pool
 from cni_calico.model.keys import profile_key
-from cni_calico.model.resources import allow_all_profile, to_json
+from cni_calico.model.v3 import allow_all_profile, to_json
 from tests.netlab import Lab
 
 pytestmark = [pytest.mark.root, pytest.mark.etcd]

@@ -1,4 +1,4 @@
-"""Pure pool logic (cni_calico.allocation.pools) and IPPool validation (cni_calico.model.resources)."""
+"""Pure pool logic (cni_calico.allocation.pools) and reading a stored IPPool (cni_calico.model.v3)."""
 
 from __future__ import annotations
 
@@ -20,14 +20,14 @@ from cni_calico.errors import (
     UNKNOWN_POOL,
     CniError,
 )
-from cni_calico.model.resources import IPPool, IPPoolSpec, Metadata
+from cni_calico.model.v3 import IPPool, IPPoolSpec, ObjectMeta
 
 IP = netaddr.IPAddress
 NET = netaddr.IPNetwork
 
 
 def pool(name: str, cidr: str, **spec) -> IPPool:
-    return IPPool(metadata=Metadata(name=name), spec=IPPoolSpec(cidr=cidr, **spec))
+    return IPPool(metadata=ObjectMeta(name=name), spec=IPPoolSpec(cidr=cidr, **spec))
 
 
 DEFAULT = pool("default-ipv4-ippool", "192.168.0.0/16")
@@ -237,10 +237,10 @@ def test_valid_pool_specs(spec, cidr, block_prefixlen):
     ({"cidr": "10.0.0.0/28", "blockSize": 26}, "blockSize 26 is larger than the pool 10.0.0.0/28"),
     ({"cidr": "10.0.0.0/28"}, "blockSize 26 is larger than the pool"),  # the default does not fit either
     ({"cidr": "fd00::/124"}, "blockSize 122 is larger than the pool"),
-    ({"cidr": "10.0.0.0/16", "ipipMode": "always"}, "ipipMode must be Never, Always or CrossSubnet"),
-    ({"cidr": "10.0.0.0/16", "ipipMode": "true"}, "ipipMode must be"),
-    ({"cidr": "10.0.0.0/16", "ipipMode": ""}, "ipipMode must be"),
-    ({"cidr": "10.0.0.0/16", "vxlanMode": "Sometimes"}, "vxlanMode must be"),
+    ({"cidr": "10.0.0.0/16", "ipipMode": "always"}, "ipipMode\n  Input should be 'Never', 'Always' or 'CrossSubnet'"),
+    ({"cidr": "10.0.0.0/16", "ipipMode": "true"}, "ipipMode\n  Input should be"),
+    ({"cidr": "10.0.0.0/16", "ipipMode": ""}, "ipipMode\n  Input should be"),
+    ({"cidr": "10.0.0.0/16", "vxlanMode": "Sometimes"}, "vxlanMode\n  Input should be"),
 ])
 def test_invalid_pool_specs(spec, message):
     with pytest.raises(ValidationError) as info:

@@ -20,7 +20,7 @@ from typing import Any, Iterable, Literal, Mapping, Sequence
 import netaddr
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from ..model.resources import IPPool, Node, WorkloadEndpoint
+from ..model.v3 import IPPool, Node, WorkloadEndpoint
 from ..node.routing.ipip import handle_id as tunnel_handle
 from .block import AllocationBlock
 
@@ -162,7 +162,7 @@ def claimed_addresses(nodes: Iterable[Node], endpoints: Iterable[WorkloadEndpoin
             node_ips += 1
     for wep in endpoints:
         name = f"{wep.metadata.namespace}/{wep.metadata.name}"
-        for text in wep.spec.ipNetworks:
+        for text in wep.spec.ipNetworks or ():
             try:
                 owners.setdefault(normalise_ip(text), []).append(f"Workload({name})")
             except ValueError as exc:

@@ -26,7 +26,7 @@ from ..datastore import (
 )
 from ..errors import ADDRESS_TAKEN, POOL_EXHAUSTED, CniError
 from ..model import keys
-from ..model.resources import IPAMConfig, IPPool, Node
+from ..model.v3 import IPAMConfigurationSpec, IPPool, Node
 from . import pools
 from .block import AddressInUse, AllocationBlock
 
@@ -94,19 +94,19 @@ class IpamClient:
 
     # ------------------------------------------------------------ reads
 
-    def config(self) -> IPAMConfig:
+    def config(self) -> IPAMConfigurationSpec:
         kv = self.ds.get(keys.IPAM_CONFIG)
-        return IPAMConfig.model_validate_json(kv.value) if kv else IPAMConfig()
+        return IPAMConfigurationSpec.from_ipam_json(kv.value if kv else None)
 
     def pools(self) -> list[IPPool]:
         return [IPPool.model_validate_json(kv.value) for kv in self.ds.list(keys.resource_prefix("ippools"))]
 
     def node_labels(self, all_pools: Iterable[IPPool]) -> dict[str, str]:
         # Only a real selector needs the Node resource: skip the round trip otherwise.
-        if all(p.spec.nodeSelector.strip() in ("", "all()") for p in all_pools):
+        if all((p.spec.nodeSelector or "").strip() in ("", "all()") for p in all_pools):
             return {}
         kv = self.ds.get(keys.resource("nodes", self.node))
-        return Node.model_validate_json(kv.value).metadata.labels if kv else {}
+        return (Node.model_validate_json(kv.value).metadata.labels or {}) if kv else {}
 
     def block(self, cidr: netaddr.IPNetwork) -> tuple[AllocationBlock, int] | None:
         kv = self.ds.get(keys.block(cidr))
@@ -158,8 +158,8 @@ class IpamClient:
             got += self._assign_from_block(cidr, request, count - len(got), own_only=True)
             if len(got) == count:
                 return got
-        while config.auto_allocate_blocks and len(got) < count:  # 2. claim a new block
-            if config.max_blocks_per_host and len(affine) >= config.max_blocks_per_host:
+        while config.autoAllocateBlocks and len(got) < count:  # 2. claim a new block
+            if config.maxBlocksPerHost and len(affine) >= config.maxBlocksPerHost:
                 log.info("node %s holds %d blocks, the limit", self.node, len(affine))
                 break
             claimed = self._claim_free_block(usable)
@@ -167,7 +167,7 @@ class IpamClient:
                 break
             affine.append(claimed)
             got += self._assign_from_block(claimed, request, count - len(got), own_only=True)
-        if len(got) < count and not config.strict_affinity:  # 3. borrow from other nodes' blocks
+        if len(got) < count and not config.strictAffinity:  # 3. borrow from other nodes' blocks
             for cidr in self._borrowable_blocks(version, usable):
                 got += self._assign_from_block(cidr, request, count - len(got), own_only=False)
                 if len(got) == count:
@@ -176,7 +176,7 @@ class IpamClient:
             names = ", ".join(f"{p.name} ({p.network})" for p in usable)
             raise CniError(POOL_EXHAUSTED, f"no free IPv{version} address for node {self.node!r} in {names}",
                            "add a pool, release unused addresses (calicoctl ipam check), or raise maxBlocksPerHost"
-                           if not config.strict_affinity else "strict affinity forbids borrowing; add a pool")
+                           if not config.strictAffinity else "strict affinity forbids borrowing; add a pool")
         return got
 
     def _assign_from_block(self, cidr: netaddr.IPNetwork, request: Request, count: int,
@@ -481,12 +481,12 @@ class IpamClient:
         blocks = {kv.key: AllocationBlock.from_json(kv.value) for kv in self.ds.list(keys.block_prefix(version))}
         if any(blocks.get(keys.block(c)) and blocks[keys.block(c)].free for c in affine):
             return True
-        at_limit = bool(config.max_blocks_per_host) and len(affine) >= config.max_blocks_per_host
-        if config.auto_allocate_blocks and not at_limit:
+        at_limit = bool(config.maxBlocksPerHost) and len(affine) >= config.maxBlocksPerHost
+        if config.autoAllocateBlocks and not at_limit:
             for pool in usable:
                 if any(keys.block(c) not in blocks for c in pools.candidate_blocks(pool, self.node)):
                     return True
-        if not config.strict_affinity:
+        if not config.strictAffinity:
             return any(b.free and any(b.network in p.network for p in usable) for b in blocks.values())
         return False
 

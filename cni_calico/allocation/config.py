@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from ..datastore import Datastore, read_modify_write
 from ..model import keys
-from ..model.resources import IPAMConfig
+from ..model.v3 import IPAMConfigurationSpec
 
 
-def set_ipam_config(ds: Datastore, **changes: object) -> IPAMConfig:
+def set_ipam_config(ds: Datastore, **changes: object) -> IPAMConfigurationSpec:
+    """`changes` by the fields' v3 names (strictAffinity=True); other stored fields are kept."""
     def change(current: str | None) -> str:
-        config = IPAMConfig.model_validate_json(current) if current else IPAMConfig()
-        return IPAMConfig.model_validate({**config.model_dump(), **changes}).to_json()
+        config = IPAMConfigurationSpec.from_ipam_json(current)
+        return IPAMConfigurationSpec.model_validate({**config.model_dump(), **changes}).ipam_json()
 
     written = read_modify_write(ds, keys.IPAM_CONFIG, change, "writing the IPAM configuration")
-    return IPAMConfig.model_validate_json(written or "{}")
+    return IPAMConfigurationSpec.from_ipam_json(written)

@@ -16,7 +16,7 @@ from ..errors import (
     CniError,
 )
 from ..model import selector
-from ..model.resources import IPPool
+from ..model.v3 import IPPool
 
 log = logging.getLogger(__name__)
 

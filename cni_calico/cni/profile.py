@@ -10,30 +10,28 @@ would skip would leave the network's endpoints with no profile at all.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
-from ..model.resources import API_VERSION, Profile, to_json
+from ..model.v3 import API_VERSION, Profile, ValidationFailure, to_json, validate
 
 
 class InvalidProfile(ValueError):
     """The profile cannot be written: calico-node (and Calico) would reject it."""
 
 
-def profile_to_write(stored: str | None, wanted: Profile) -> str | None:
-    """The document to write at the profile's key, or None to leave the key as it is."""
-    if stored is not None and not _replaceable(stored, wanted):
-        return None
-    document = to_json(wanted)
+def profile_to_write(stored: str | None, name: str, wanted: Callable[[], Profile]) -> str | None:
+    """The document to write at the key of profile `name`, or None to leave the key as it is.
+    `wanted` makes the profile: only when it may be written (most ADDs find it in place)."""
+    legacy = _legacy_network_profile(name)
+    if stored is not None and _parsed(stored) != legacy:
+        return None  # only the very document older versions wrote is replaced: any edit (a rule,
+        # a label, calicoctl's uid and creationTimestamp) makes it a user's profile
+    document = to_json(wanted())
+    if stored is not None and json.loads(document) == legacy:
+        return None  # nothing to change
     _check(document)
     return document
-
-
-def _replaceable(stored: str, wanted: Profile) -> bool:
-    """Only the very document older versions wrote: any edit (a rule, a label, calicoctl's uid and
-    creationTimestamp) makes it a user's profile."""
-    legacy = _legacy_network_profile(wanted.metadata.name)
-    written: object = json.loads(to_json(wanted))
-    return written != legacy and _parsed(stored) == legacy
 
 
 def _legacy_network_profile(name: str) -> dict[str, Any]:
@@ -52,11 +50,7 @@ def _parsed(text: str) -> Any:
 
 
 def _check(document: str) -> None:
-    from ..model import (
-        v3,  # only when a profile is to be written: a network's first ADD, not every ADD
-    )
-
     try:
-        v3.validate(json.loads(document))
-    except v3.ValidationFailure as exc:
+        validate(json.loads(document))
+    except ValidationFailure as exc:
         raise InvalidProfile(str(exc)) from None

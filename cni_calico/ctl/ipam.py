@@ -22,7 +22,7 @@ from ..allocation.config import set_ipam_config
 from ..datastore import Datastore, KeyValue
 from ..model import keys
 from ..model.keys import node_key
-from ..model.resources import IPPool, Node, WorkloadEndpoint
+from ..model.v3 import IPPool, Node, WorkloadEndpoint
 from ..tables import render_table
 from .errors import CtlError
 
@@ -308,9 +308,9 @@ def configure(ds: Datastore, out: TextIO, *, strict_affinity: bool | None = None
         raise CtlError(f"invalid value {max_blocks_per_host} for max-blocks-per-host: use a number >= 0")
     changes: dict[str, object] = {}
     if strict_affinity is not None:
-        changes["strict_affinity"] = strict_affinity
+        changes["strictAffinity"] = strict_affinity
     if max_blocks_per_host is not None:
-        changes["max_blocks_per_host"] = max_blocks_per_host
+        changes["maxBlocksPerHost"] = max_blocks_per_host
     set_ipam_config(ds, **changes)
     if strict_affinity is not None:
         out.write(f"Successfully set StrictAffinity to: {str(strict_affinity).lower()}\n")

@@ -182,7 +182,7 @@ def _name_of(data: dict[str, Any]) -> str:
 
 def _parsed(data: dict[str, Any]) -> NetworkPolicy:
     try:
-        return NetworkPolicy.model_validate(data)
+        return NetworkPolicy.model_validate(data, context=v3.STRICT)  # v3.Name's rule too
     except ValidationError as exc:
         raise _first_problem(exc) from None
 
@@ -232,7 +232,7 @@ def _check_labels(labels: dict[str, str], path: str) -> None:
     """Kubernetes' label rules (Calico applies the same): a qualified key and a short plain value,
     which also keeps a value from closing the quotes it is written between in the selector."""
     try:
-        _LABELS.validate_python(labels)
+        _LABELS.validate_python(labels, context=v3.STRICT)
     except ValidationError as exc:
         raise ConversionError(path, str((exc.errors()[0].get("ctx") or {}).get("error", exc))) from None
 
@@ -425,7 +425,7 @@ def _port_name(name: str, path: str) -> str:
         raise ConversionError(path, f"invalid port name {name!r}: a name needs a letter "
                                     "(write a port number without quotes)")
     try:
-        _PORT.validate_python(name)
+        _PORT.validate_python(name, context=v3.STRICT)
     except ValidationError as exc:
         raise ConversionError(path, str((exc.errors()[0].get("ctx") or {}).get("error", exc))) from None
     return name

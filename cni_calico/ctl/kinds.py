@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..model import keys, v3
-from ..model.resources import DEFAULT_AS
 from .gotext import go_text, join
 
 Row = dict[str, Any]
@@ -23,7 +22,7 @@ class TableContext:
     """What a cell may need beyond its row: the AS number nodes inherit (Calico's template
     function `config "asnumber"`: BGPConfiguration default's, else 64512)."""
 
-    default_as: str = str(DEFAULT_AS)
+    default_as: str = str(v3.DEFAULT_AS)
 
 
 Cell = Callable[[Row, TableContext], str]

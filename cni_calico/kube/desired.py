@@ -88,7 +88,7 @@ def _prefixed_labels(labels: dict[str, str], prefix: str, what: str) -> dict[str
     for key, value in sorted(labels.items()):
         candidate = {prefix + key: str(value)}
         try:
-            _LABELS.validate_python(candidate)
+            _LABELS.validate_python(candidate, context=v3.STRICT)
         except ValidationError:
             log.warning("%s: label %s=%s is left out of the profile: %s%s is no valid label key", what, key,
                         value, prefix, key)

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from ..datastore import Datastore
 from ..model import keys, selector
 from ..model.keys import pool_key
-from ..model.resources import IPPool, IPPoolSpec, Metadata, to_json
+from ..model.v3 import IPPool, IPPoolSpec, ObjectMeta, to_json
 
 
 class AdminError(Exception):
@@ -22,7 +22,7 @@ class AdminError(Exception):
 def create_pool(ds: Datastore, name: str, cidr: str, **spec: object) -> IPPool:
     """Validate and create an IPPool; refuses a duplicate name or an overlapping CIDR."""
     try:
-        pool = IPPool(metadata=Metadata(name=name, creationTimestamp=datetime.now(UTC).isoformat()),
+        pool = IPPool(metadata=ObjectMeta(name=name, creationTimestamp=datetime.now(UTC).isoformat()),
                       spec=IPPoolSpec.model_validate({"cidr": cidr, **spec}))
         selector.parse(pool.spec.nodeSelector)
     except (ValidationError, ValueError) as exc:

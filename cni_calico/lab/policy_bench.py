@@ -47,12 +47,12 @@ def policy(j: int) -> Policy:
                         {"action": "Deny", "source": {"nets": [f"192.168.{j}.0/24"]}}],
             "egress": [{"action": "Allow", "protocol": "UDP", "destination": {"ports": [53]}}]}
     if j % 2:
-        return Policy("GlobalNetworkPolicy", None, f"gnp-{j}", v3.GlobalNetworkPolicySpec.model_validate(spec))
-    return Policy("NetworkPolicy", "ns0", f"np-{j}", v3.NetworkPolicySpec.model_validate(spec))
+        return Policy("GlobalNetworkPolicy", None, f"gnp-{j}", v3.strictly(v3.GlobalNetworkPolicySpec, spec))
+    return Policy("NetworkPolicy", "ns0", f"np-{j}", v3.strictly(v3.NetworkPolicySpec, spec))
 
 
 def synthetic_state(endpoints: int, policies: int) -> PolicyState:
-    allow_all = v3.ProfileSpec.model_validate({"ingress": [{"action": "Allow"}], "egress": [{"action": "Allow"}]})
+    allow_all = v3.strictly(v3.ProfileSpec, {"ingress": [{"action": "Allow"}], "egress": [{"action": "Allow"}]})
     return PolicyState(endpoints=tuple(endpoint(i) for i in range(endpoints)),
                        policies=tuple(policy(j) for j in range(policies)),
                        profiles={f"kns.ns{n}": allow_all for n in range(NAMESPACES)},

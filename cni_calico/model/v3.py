@@ -1,22 +1,31 @@
-"""Strict models of the Calico v3 resources calicoctl accepts: the gate in front of every write.
+"""The Calico v3 resources: one model per kind, for every reader and writer of the datastore.
 
-Every level forbids unknown fields, so a typo is an error naming the field rather than a setting
-silently ignored. The rules are Calico's own (libcalico-go `lib/validator/v3/validator.go`, the
-per-kind defaulting in `lib/clientv3/*.go`, the types in `api/pkg/apis/projectcalico/v3`); where
-we differ, the comment says why. Pure: no I/O.
+Each kind is validated in one of two ways:
 
-`validate(data)` returns the model (defaults applied) or raises `ValidationFailure` for the first
-problem, naming the field as a dotted path (`spec.ingress[0].destination.ports`).
-`to_stored(model)` gives the plain dict that is written to etcd and shown by `get`.
+- strictly, when a document is to be written by calicoctl (or built by kube-controllers):
+  `validate(data)` returns the model (Calico's write defaults applied) or raises
+  `ValidationFailure` for the first problem, naming the field as a dotted path
+  (`spec.ingress[0].destination.ports`). Unknown fields are refused, types are not coerced (YAML
+  `natOutgoing: "yes"` is an error, as in Go's JSON decoder), and Calico's rules apply: those of
+  libcalico-go `lib/validator/v3/validator.go`, the per-kind defaulting in `lib/clientv3/*.go`,
+  the types in `api/pkg/apis/projectcalico/v3`; where we differ, the comment says why.
+  `to_stored(model)` gives the plain dict that is written to etcd and shown by `get`.
+- tolerantly, the default (`Model.model_validate_json(stored)`), when a component reads what
+  is stored: unknown fields are kept and written back by `to_json` (a read-modify-write loses
+  nothing another version or tool wrote), Calico's rules are not re-judged, and unset fields
+  read as Calico reads them (`IPPoolSpec.ipipMode` "Never"...). Only what a component cannot
+  work without is checked (a pool's CIDR and block size).
+
+Schemas are built at a kind's first use (`defer_build`), so a CNI call pays only for the kinds it
+touches. Pure: no I/O.
 """
 
-from __future__ import annotations
-
 import ipaddress
+import json
 import math
 import re
 from collections.abc import Callable, Mapping
-from typing import Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Self, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -24,15 +33,39 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     model_validator,
 )
 
 from . import labels
 from . import selector as _selector
 
+if TYPE_CHECKING:
+    import netaddr
+
 API_VERSION: Literal["projectcalico.org/v3"] = "projectcalico.org/v3"
 
+DEFAULT_POOL_NAME = "default-ipv4-ippool"
+DEFAULT_POOL_CIDR = "192.168.0.0/16"
+DEFAULT_AS = 64512
+
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+
+# The validation context of a strict validation (calicoctl's write path): `validate` passes it;
+# so do the callers that check a part of a resource (a rule, a label set) on its own.
+STRICT: dict[str, Any] = {"strict": True}
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def _strict(info: ValidationInfo) -> bool:
+    return bool(info.context and info.context.get("strict"))
+
+
+def strictly(model: type[ModelT], data: Any) -> ModelT:
+    """`model` (a kind or a part of one) validated as calicoctl validates what it writes; a
+    pydantic ValidationError for what fails (`validate` reports a whole document's first)."""
+    return model.model_validate(data, strict=True, context=STRICT)
 
 
 class ValidationFailure(ValueError):
@@ -69,6 +102,23 @@ _PROTOCOLS = ("TCP", "UDP", "ICMP", "ICMPv6", "SCTP", "UDPLite")
 _V4_LINK_LOCAL = ipaddress.ip_network("169.254.0.0/16")
 _V6_LINK_LOCAL = ipaddress.ip_network("fe80::/10")
 _ANNOTATIONS_LIMIT = 256 * 1024
+
+
+def _rule(check: Callable[[Any], Any]) -> AfterValidator:
+    """A field's Calico rule: judged (and its value normalised) in strict validation only."""
+    def validate(value: Any, info: ValidationInfo) -> Any:
+        return check(value) if _strict(info) else value
+    return AfterValidator(validate)
+
+
+def _rules(check: Callable[[Any], Any]) -> Any:
+    """A model's Calico rules (a model validator, mode "after"), likewise strict only: a
+    stored document is not judged again when read."""
+    def validate(self: Any, info: ValidationInfo) -> Any:
+        return check(self) if _strict(info) else self
+    validate.__name__ = check.__name__
+    validate.__doc__ = check.__doc__
+    return model_validator(mode="after")(validate)
 
 
 def _optional(check: Callable[[str], str]) -> Callable[[str], str]:
@@ -294,22 +344,22 @@ def _annotations(value: dict[str, str]) -> dict[str, str]:
     return value
 
 
-Name = Annotated[str, AfterValidator(_name)]
-OptName = Annotated[str, AfterValidator(_optional(_name))]
-Selector = Annotated[str, AfterValidator(_selector_text)]
-Net = Annotated[str, AfterValidator(_net)]
-OptNet = Annotated[str, AfterValidator(_optional(_net))]
-CIDRv4 = Annotated[str, AfterValidator(_optional(_cidr_of(4)))]
-CIDRv6 = Annotated[str, AfterValidator(_optional(_cidr_of(6)))]
-IP = Annotated[str, AfterValidator(_optional(_ip_of(None)))]
-IPv4 = Annotated[str, AfterValidator(_optional(_ip_of(4)))]
-IPv6 = Annotated[str, AfterValidator(_optional(_ip_of(6)))]
-MAC = Annotated[str, AfterValidator(_optional(_mac))]
-ASNumber = Annotated[Any, AfterValidator(_as_number)]
-Port = Annotated[Any, AfterValidator(_port)]
-Protocol = Annotated[Any, AfterValidator(_protocol)]
-Labels = Annotated[dict[str, str], AfterValidator(_labels)]
-Annotations = Annotated[dict[str, str], AfterValidator(_annotations)]
+Name = Annotated[str, _rule(_name)]
+OptName = Annotated[str, _rule(_optional(_name))]
+Selector = Annotated[str, _rule(_selector_text)]
+Net = Annotated[str, _rule(_net)]
+OptNet = Annotated[str, _rule(_optional(_net))]
+CIDRv4 = Annotated[str, _rule(_optional(_cidr_of(4)))]
+CIDRv6 = Annotated[str, _rule(_optional(_cidr_of(6)))]
+IP = Annotated[str, _rule(_optional(_ip_of(None)))]
+IPv4 = Annotated[str, _rule(_optional(_ip_of(4)))]
+IPv6 = Annotated[str, _rule(_optional(_ip_of(6)))]
+MAC = Annotated[str, _rule(_optional(_mac))]
+ASNumber = Annotated[Any, _rule(_as_number)]
+Port = Annotated[Any, _rule(_port)]
+Protocol = Annotated[Any, _rule(_protocol)]
+Labels = Annotated[dict[str, str], _rule(_labels)]
+Annotations = Annotated[dict[str, str], _rule(_annotations)]
 PortNumber = Annotated[int, Field(ge=1, le=65535)]
 
 
@@ -320,14 +370,30 @@ def _set(value: Any) -> bool:
 
 # ------------------------------------------------------------------ shared parts
 
-class _Strict(BaseModel):
-    # strict: YAML `natOutgoing: "yes"` is an error, not a silent True (Go's JSON decoder agrees)
-    model_config = ConfigDict(extra="forbid", strict=True)
+_V1_FIELDS = {"nat-outgoing": "natOutgoing", "ipip": "ipipMode"}  # v1 spellings met in v3 documents
 
 
-class ObjectMeta(_Strict):
+class _Model(BaseModel):
+    """Every kind and every part of one: unknown fields are kept (extra="allow") and refused
+    only in strict validation, with the message an unknown field always had."""
+
+    model_config = ConfigDict(extra="allow", defer_build=True)
+
+    @model_validator(mode="after")
+    def _known_fields_only(self, info: ValidationInfo) -> Any:
+        # A base class's validator runs before its subclasses' rules, and only once the fields
+        # are valid: the order in which pydantic itself reports unknown fields (extra="forbid").
+        if self.model_extra and _strict(info):
+            field = next(iter(self.model_extra))
+            v3_name = _V1_FIELDS.get(field)
+            raise _Invalid(f"unknown field (a Calico v1 field; v3 has {v3_name})" if v3_name else "unknown field",
+                           field)
+        return self
+
+
+class ObjectMeta(_Model):
     name: Name
-    namespace: Annotated[str, AfterValidator(_namespace)] | None = None  # defaulted by the caller
+    namespace: Annotated[str, _rule(_namespace)] | None = None  # defaulted by the caller
     labels: Labels | None = None
     annotations: Annotations | None = None
     # Server-set, allowed on input so `get -o yaml` output (ours, or a real cluster's, which
@@ -351,7 +417,7 @@ class ObjectMeta(_Strict):
 STORED_METADATA = ("name", "namespace", "labels", "annotations", "creationTimestamp", "uid")
 
 
-class Resource(_Strict):
+class Resource(_Model):
     kind: str = ""  # each kind narrows this to its own name
     apiVersion: Literal["projectcalico.org/v3"] = API_VERSION
     metadata: ObjectMeta
@@ -369,8 +435,12 @@ class Resource(_Strict):
             return {**data, "spec": {}}
         return data
 
-    @model_validator(mode="after")
-    def _metadata_rules(self) -> Resource:
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    @_rules
+    def _metadata_rules(self) -> Self:
         kind = type(self).__name__
         meta = self.metadata
         if meta.namespace is not None and not self.namespaced:
@@ -391,7 +461,7 @@ DEFAULT_ALLOWED_USES: tuple[AllowedUse, ...] = ("Workload", "Tunnel")
 DEFAULT_ASSIGNMENT_MODE: Literal["Automatic", "Manual"] = "Automatic"
 
 
-class Condition(_Strict):
+class Condition(_Model):
     """A Kubernetes metav1.Condition, as Calico reports a pool's in its status."""
 
     type: str
@@ -402,26 +472,44 @@ class Condition(_Strict):
     observedGeneration: int | None = None
 
 
-class IPPoolStatus(_Strict):
+class IPPoolStatus(_Model):
     conditions: list[Condition] | None = None
 
 
-class IPPoolSpec(_Strict):
-    cidr: Annotated[str, AfterValidator(_pool_cidr)]
+def _stored_cidr(text: str) -> str:
+    """A stored pool's CIDR, as the allocator needs it: parsed, in canonical form."""
+    try:
+        return str(ipaddress.ip_network(text, strict=False))
+    except (ValueError, TypeError):
+        raise ValueError(f"invalid CIDR {text!r}") from None
+
+
+def _pool_cidr_either(text: str, info: ValidationInfo) -> str:
+    return _pool_cidr(text) if _strict(info) else _stored_cidr(text)
+
+
+class IPPoolSpec(_Model):
+    # A field's default is what it reads as when unset (Calico's convertIpPoolFromStorage fills
+    # the same); a strict validation sets them (clientv3 on every write), but natOutgoing,
+    # disabled and disableBGPExport, which it stores only when given.
+    cidr: Annotated[str, AfterValidator(_pool_cidr_either)]
     blockSize: int | None = None
-    ipipMode: EncapMode | None = None
-    vxlanMode: EncapMode | None = None
-    natOutgoing: bool | None = None
-    disabled: bool | None = None
-    disableBGPExport: bool | None = None
-    nodeSelector: Selector | None = None
+    ipipMode: EncapMode | None = "Never"
+    vxlanMode: EncapMode | None = "Never"
+    natOutgoing: bool | None = False
+    disabled: bool | None = False
+    disableBGPExport: bool | None = False
+    nodeSelector: Selector | None = "all()"
     namespaceSelector: Selector | None = None
-    allowedUses: list[AllowedUse] | None = None
-    assignmentMode: Literal["Automatic", "Manual"] | None = None
+    allowedUses: list[AllowedUse] | None = Field(default_factory=lambda: list(DEFAULT_ALLOWED_USES))
+    assignmentMode: Literal["Automatic", "Manual"] | None = DEFAULT_ASSIGNMENT_MODE
 
     @model_validator(mode="after")
-    def _calico_rules(self) -> IPPoolSpec:
-        """clientv3 ippool.go validateAndSetDefaults, in its order."""
+    def _calico_rules(self, info: ValidationInfo) -> Self:
+        """clientv3 ippool.go validateAndSetDefaults, in its order; a stored pool's block size
+        is only checked to be one the allocator can use."""
+        if not _strict(info):
+            return self._usable_block_size()
         net = ipaddress.ip_network(self.cidr)
         low, high, default = (20, 32, 26) if net.version == 4 else (116, 128, 122)
         if self.blockSize is None:
@@ -443,6 +531,36 @@ class IPPoolSpec(_Strict):
         self.assignmentMode = self.assignmentMode or DEFAULT_ASSIGNMENT_MODE
         return self
 
+    def _usable_block_size(self) -> Self:
+        net = ipaddress.ip_network(self.cidr)
+        low, high = (20, 32) if net.version == 4 else (116, 128)
+        if self.blockSize is not None and not low <= self.blockSize <= high:
+            raise ValueError(f"blockSize {self.blockSize} out of range {low}-{high} for IPv{net.version}")
+        if self.block_prefixlen < net.prefixlen:
+            raise ValueError(f"blockSize {self.block_prefixlen} is larger than the pool {self.cidr}")
+        return self
+
+    @property
+    def network(self) -> "netaddr.IPNetwork":
+        import netaddr  # the allocator's type; not every reader of a pool needs it
+
+        return netaddr.IPNetwork(self.cidr)
+
+    @property
+    def for_workloads(self) -> bool:
+        return "Workload" in (self.allowedUses or ["Workload"])  # empty means Calico's default
+
+    @property
+    def automatic(self) -> bool:
+        """A Manual pool gives addresses only to those who name it."""
+        return self.assignmentMode != "Manual"
+
+    @property
+    def block_prefixlen(self) -> int:
+        if self.blockSize is not None:
+            return self.blockSize
+        return 26 if ":" not in self.cidr else 122
+
     def _check_allowed_uses(self) -> None:
         uses = self.allowedUses or []
         for i, use in enumerate(uses):
@@ -460,6 +578,10 @@ class IPPool(Resource):
     spec: IPPoolSpec
     status: IPPoolStatus | None = None  # server-set (Calico marks a pool allocatable): accepted, not stored
     spec_optional: ClassVar[bool] = False
+
+    @property
+    def network(self) -> "netaddr.IPNetwork":
+        return self.spec.network
 
 
 def pool_read_defaults(spec: dict[str, Any]) -> dict[str, Any]:
@@ -482,25 +604,35 @@ def pool_read_defaults(spec: dict[str, Any]) -> dict[str, Any]:
 
 # ------------------------------------------------------------------ Node
 
-class NodeBGPSpec(_Strict):
+class NodeBGPSpec(_Model):
     asNumber: ASNumber | None = None
     ipv4Address: CIDRv4 | None = None  # address with its subnet, e.g. 192.0.2.11/24
     ipv6Address: CIDRv6 | None = None
     ipv4IPIPTunnelAddr: IPv4 | None = None
     routeReflectorClusterID: IPv4 | None = None
 
+    @property
+    def ipv4(self) -> str | None:
+        """The bare BGP address (without the prefix length)."""
+        return self.ipv4Address.split("/")[0] if self.ipv4Address else None
 
-class OrchRef(_Strict):
+
+K8S_ORCHESTRATOR = "k8s"
+
+
+class OrchRef(_Model):
+    """The orchestrator's node this Calico Node is (`{nodeName, orchestrator: k8s}` under Kubernetes)."""
+
     orchestrator: str
     nodeName: str | None = None
 
 
-class NodeAddress(_Strict):
+class NodeAddress(_Model):
     address: Net
     type: Literal["CalicoNodeIP", "InternalIP", "ExternalIP"] | None = None
 
 
-class NodeSpec(_Strict):
+class NodeSpec(_Model):
     bgp: NodeBGPSpec | None = None
     ipv4VXLANTunnelAddr: IPv4 | None = None
     vxlanTunnelMACAddr: MAC | None = None
@@ -509,8 +641,8 @@ class NodeSpec(_Strict):
     orchRefs: list[OrchRef] | None = None
     addresses: list[NodeAddress] | None = None
 
-    @model_validator(mode="after")
-    def _bgp_not_empty(self) -> NodeSpec:
+    @_rules
+    def _bgp_not_empty(self) -> Self:
         if self.bgp is not None and not any(_set(v) for v in self.bgp.model_dump().values()):
             raise _Invalid("must not be empty: give ipv4Address, ipv6Address or asNumber (or leave bgp out)", "bgp")
         return self
@@ -523,11 +655,11 @@ class Node(Resource):
 
 # ------------------------------------------------------------------ BGP
 
-class CIDRBlock(_Strict):
+class CIDRBlock(_Model):
     cidr: OptNet | None = None
 
 
-class BGPConfigurationSpec(_Strict):
+class BGPConfigurationSpec(_Model):
     logSeverityScreen: Literal["Debug", "Info", "Warning", "Error", "Fatal"] | None = None
     nodeToNodeMeshEnabled: bool | None = None
     asNumber: ASNumber | None = None
@@ -547,8 +679,8 @@ class BGPConfiguration(Resource):
     kind: Literal["BGPConfiguration"] = "BGPConfiguration"
     spec: BGPConfigurationSpec
 
-    @model_validator(mode="after")
-    def _default_only_fields(self) -> BGPConfiguration:
+    @_rules
+    def _default_only_fields(self) -> Self:
         """clientv3 bgpconfig.go ValidateDefaultOnlyFields."""
         if self.metadata.name != "default":
             for field in _DEFAULT_ONLY:
@@ -557,15 +689,15 @@ class BGPConfiguration(Resource):
         return self
 
 
-class BGPPeerSpec(_Strict):
+class BGPPeerSpec(_Model):
     node: OptName | None = None
     nodeSelector: Selector | None = None
-    peerIP: Annotated[str, AfterValidator(_optional(_peer_ip))] | None = None
+    peerIP: Annotated[str, _rule(_optional(_peer_ip))] | None = None
     asNumber: ASNumber | None = None
     peerSelector: Selector | None = None
 
-    @model_validator(mode="after")
-    def _calico_rules(self) -> BGPPeerSpec:
+    @_rules
+    def _calico_rules(self) -> Self:
         """validator.go validateBGPPeerSpec; the last two are ours: Calico accepts a peer with no
         peerIP and no peerSelector (it peers with nothing), or a peerIP without an AS number
         (a BIRD config that cannot work) - we refuse both up front."""
@@ -591,23 +723,23 @@ class BGPPeer(Resource):
 
 # ------------------------------------------------------------------ rules
 
-class ICMPFields(_Strict):
+class ICMPFields(_Model):
     type: Annotated[int, Field(ge=0, le=254)] | None = None
     code: Annotated[int, Field(ge=0, le=255)] | None = None
 
-    @model_validator(mode="after")
-    def _code_needs_type(self) -> ICMPFields:
+    @_rules
+    def _code_needs_type(self) -> Self:
         if self.code is not None and self.type is None:  # a kernel limitation, Calico says
             raise _Invalid("an ICMP code needs an ICMP type", "code")
         return self
 
 
-class ServiceAccountMatch(_Strict):
+class ServiceAccountMatch(_Model):
     names: list[str] | None = None
     selector: Selector | None = None
 
 
-class EntityRule(_Strict):
+class EntityRule(_Model):
     nets: list[Net] | None = None
     notNets: list[Net] | None = None
     selector: Selector | None = None
@@ -617,8 +749,8 @@ class EntityRule(_Strict):
     notPorts: list[Port] | None = None
     serviceAccounts: ServiceAccountMatch | None = None
 
-    @model_validator(mode="after")
-    def _global_selector(self) -> EntityRule:
+    @_rules
+    def _global_selector(self) -> Self:
         """validator.go validateEntityRule."""
         if self.selector and "global()" in self.selector:
             raise _Invalid("global() can only be used in a namespaceSelector", "selector")
@@ -628,7 +760,7 @@ class EntityRule(_Strict):
         return self
 
 
-class RuleMetadata(_Strict):
+class RuleMetadata(_Model):
     annotations: dict[str, str] | None = None
 
 
@@ -644,7 +776,7 @@ def _is_icmpv6(protocol: Any) -> bool:
     return protocol in ("ICMPv6", 58, "58")
 
 
-class Rule(_Strict):
+class Rule(_Model):
     action: Literal["Allow", "Deny", "Log", "Pass"]
     ipVersion: Literal[4, 6] | None = None
     protocol: Protocol | None = None
@@ -655,8 +787,8 @@ class Rule(_Strict):
     destination: EntityRule | None = None
     metadata: RuleMetadata | None = None
 
-    @model_validator(mode="after")
-    def _calico_rules(self) -> Rule:
+    @_rules
+    def _calico_rules(self) -> Self:
         """validator.go validateRule."""
         if not _supports_ports(self.protocol):
             for side in ("source", "destination"):
@@ -718,10 +850,10 @@ def _default_tier(value: str) -> str:
     return value
 
 
-class _PolicySpec(_Strict):
+class _PolicySpec(_Model):
     # Current Calico prints `tier: default`; other tiers are not implemented here.
-    tier: Annotated[str, AfterValidator(_default_tier)] | None = None
-    order: Annotated[Any, AfterValidator(_number)] | None = None
+    tier: Annotated[str, _rule(_default_tier)] | None = None
+    order: Annotated[Any, _rule(_number)] | None = None
     performanceHints: list[Literal["AssumeNeededOnEveryNode"]] | None = None
     selector: Selector | None = None
     types: list[PolicyType] | None = None
@@ -729,8 +861,8 @@ class _PolicySpec(_Strict):
     egress: Rules | None = None
     serviceAccountSelector: Selector | None = None
 
-    @model_validator(mode="after")
-    def _policy_rules(self) -> _PolicySpec:
+    @_rules
+    def _policy_rules(self) -> Self:
         """validator.go validateNetworkPolicySpec; then Calico's defaults."""
         for i, kind in enumerate(self.types or ()):
             if kind in (self.types or [])[:i]:
@@ -753,8 +885,8 @@ class GlobalNetworkPolicySpec(_PolicySpec):
     applyOnForward: bool | None = None
     namespaceSelector: Selector | None = None
 
-    @model_validator(mode="after")
-    def _global_rules(self) -> GlobalNetworkPolicySpec:
+    @_rules
+    def _global_rules(self) -> Self:
         """validator.go validateGlobalNetworkPolicySpec."""
         if self.doNotTrack and self.preDNAT:
             raise _Invalid("preDNAT and doNotTrack cannot both be true", "preDNAT")
@@ -782,7 +914,7 @@ class GlobalNetworkPolicy(Resource):
     name_pattern: ClassVar[re.Pattern[str] | None] = _POLICY_NAME
 
 
-class ProfileSpec(_Strict):
+class ProfileSpec(_Model):
     ingress: Rules | None = None
     egress: Rules | None = None
     labelsToApply: Labels | None = None
@@ -793,29 +925,46 @@ class Profile(Resource):
     spec: ProfileSpec
 
 
+def allow_all_profile(name: str) -> Profile:
+    """A Kubernetes namespace's profile (`kns.<namespace>`) when none exists yet: all traffic is
+    allowed, policies restrict it. Older versions also gave every network this shape."""
+    return Profile(metadata=ObjectMeta(name=name),
+                   spec=ProfileSpec(ingress=[Rule(action="Allow")], egress=[Rule(action="Allow")]))
+
+
+def network_profile(name: str) -> Profile:
+    """A network's profile, as Calico's CNI plugin creates it for non-Kubernetes workloads: its
+    endpoints carry the label `<name>` (empty value) and accept traffic only from endpoints that
+    have it, so two networks are isolated from each other; whatever they send is allowed."""
+    return Profile(metadata=ObjectMeta(name=name),
+                   spec=ProfileSpec(labelsToApply={name: ""},
+                                    ingress=[Rule(action="Allow", source=EntityRule(selector=f"has({name})"))],
+                                    egress=[Rule(action="Allow")]))
+
+
 # ------------------------------------------------------------------ WorkloadEndpoint
 
-class IPNAT(_Strict):
+class IPNAT(_Model):
     internalIP: IP
     externalIP: IP
 
-    @model_validator(mode="after")
-    def _same_version(self) -> IPNAT:
+    @_rules
+    def _same_version(self) -> Self:
         if (self.internalIP and self.externalIP
                 and _address(self.internalIP).version != _address(self.externalIP).version):
             raise _Invalid("internalIP and externalIP must be the same IP version", "externalIP")
         return self
 
 
-class WorkloadEndpointPort(_Strict):
-    name: Annotated[str, AfterValidator(_optional(_port_name))] | None = None
+class WorkloadEndpointPort(_Model):
+    name: Annotated[str, _rule(_optional(_port_name))] | None = None
     protocol: Protocol
     port: PortNumber
     hostPort: Annotated[int, Field(ge=0, le=65535)] | None = None
     hostIP: OptNet | None = None
 
-    @model_validator(mode="after")
-    def _calico_rules(self) -> WorkloadEndpointPort:
+    @_rules
+    def _calico_rules(self) -> Self:
         if not _supports_ports(self.protocol):
             raise _Invalid("only TCP, UDP and SCTP have ports", "protocol")
         if not self.name and not self.hostPort:
@@ -823,27 +972,28 @@ class WorkloadEndpointPort(_Strict):
         return self
 
 
-class WorkloadEndpointSpec(_Strict):
-    """The fields our CNI plugin writes are required (cni_calico/model/resources.py); Calico's rules."""
+class WorkloadEndpointSpec(_Model):
+    """The fields the CNI plugin always writes are required; in Kubernetes mode it also writes
+    serviceAccountName, ports and ipNATs. Calico's rules."""
 
     orchestrator: Name
-    workload: OptName | None = None
+    workload: OptName | None = ""
     node: Name
-    containerID: Annotated[str, AfterValidator(_container_id)]
-    pod: OptName | None = None
+    containerID: Annotated[str, _rule(_container_id)]
+    pod: OptName | None = ""
     endpoint: Name
     serviceAccountName: OptName | None = None
-    interfaceName: Annotated[str, AfterValidator(_interface_name)]
-    mac: MAC | None = None
-    ipNetworks: list[Net] | None = None
+    interfaceName: Annotated[str, _rule(_interface_name)]
+    mac: MAC | None = ""
+    ipNetworks: list[Net] | None = Field(default_factory=list)
     ipNATs: list[IPNAT] | None = None
     ipv4Gateway: IPv4 | None = None
     ipv6Gateway: IPv6 | None = None
-    profiles: list[Name] | None = None
+    profiles: list[Name] | None = Field(default_factory=list)
     ports: list[WorkloadEndpointPort] | None = None
 
-    @model_validator(mode="after")
-    def _calico_rules(self) -> WorkloadEndpointSpec:
+    @_rules
+    def _calico_rules(self) -> Self:
         """validator.go validateWorkloadEndpointSpec."""
         networks = [_interface(n).network for n in self.ipNetworks or ()]
         for i, net in enumerate(networks):
@@ -864,12 +1014,39 @@ class WorkloadEndpoint(Resource):
 
 # ------------------------------------------------------------------ singletons
 
-class IPAMConfigurationSpec(_Strict):
+# IPAMConfiguration's spec as the IPAM stores it at /calico/ipam/v2/config (Calico's own JSON
+# spelling), in this order: v3 name -> stored name.
+_IPAM_JSON = {"strictAffinity": "strict_affinity", "autoAllocateBlocks": "auto_allocate_blocks",
+              "maxBlocksPerHost": "maxBlocksPerHost"}
+
+
+class IPAMConfigurationSpec(_Model):
     # Stored with defaults filled in: autoAllocateBlocks true is what Calico's IPAM assumes
     # when no configuration exists, so leaving the field out must not switch it off.
     strictAffinity: bool = False
     maxBlocksPerHost: Annotated[int, Field(ge=0)] = 0
     autoAllocateBlocks: bool = True
+
+    @_rules
+    def _stored_in_full(self) -> Self:
+        for field in _IPAM_JSON:  # set, so that to_stored keeps them
+            setattr(self, field, getattr(self, field))
+        return self
+
+    @classmethod
+    def from_ipam_json(cls, text: str | None) -> Self:
+        """The spec from what the IPAM stores (None or "": no configuration, the defaults);
+        unknown fields are kept for `ipam_json`."""
+        data = json.loads(text) if text else {}
+        if not isinstance(data, dict):
+            raise ValueError(f"the IPAM configuration must be a JSON object, not {text!r}")
+        renamed = {name: data.pop(stored) for name, stored in _IPAM_JSON.items() if stored in data}
+        return cls.model_validate({**data, **renamed})
+
+    def ipam_json(self) -> str:
+        """The value stored at /calico/ipam/v2/config."""
+        data = self.model_dump()
+        return json.dumps({**{stored: data.pop(name) for name, stored in _IPAM_JSON.items()}, **data})
 
 
 class IPAMConfiguration(Resource):
@@ -878,11 +1055,11 @@ class IPAMConfiguration(Resource):
     only_name: ClassVar[str | None] = "default"
 
 
-class ClusterInformationSpec(_Strict):
-    clusterGUID: str | None = None
-    clusterType: str | None = None
-    calicoVersion: str | None = None
-    datastoreReady: bool | None = None
+class ClusterInformationSpec(_Model):
+    clusterGUID: str | None = ""
+    clusterType: str | None = ""
+    calicoVersion: str | None = ""
+    datastoreReady: bool | None = True  # unset reads as ready (Calico's calico-node waits on False only)
     variant: str | None = None
 
 
@@ -918,25 +1095,36 @@ def validate(data: Any) -> Resource:
                      if isinstance(kind, str) and known.lower() == kind.lower()), "")
         raise ValidationFailure("kind", f"unknown kind {kind!r} (known: {', '.join(sorted(KINDS))}){hint}")
     try:
-        return model.model_validate(data)
+        return strictly(model, data)
     except ValidationError as exc:
         raise _first_failure(exc) from None
 
 
 def to_stored(model: BaseModel) -> dict[str, Any]:
-    """The plain dict written to etcd: Calico's field names, defaults applied, unset fields left
-    out; of the metadata only what a user may set (the etcd revision is the resource version,
-    creationTimestamp and uid are the store's; status is the server's)."""
-    data = model.model_dump(mode="json", exclude_none=True)
+    """The plain dict calicoctl writes to etcd (of a strictly validated model): Calico's field
+    names, its defaults applied, unset fields left out (a field's read default is not written
+    unless Calico writes it); of the metadata only what a user may set (the etcd revision is
+    the resource version, creationTimestamp and uid are the store's; status is the server's)."""
+    data = model.model_dump(mode="json", exclude_none=True, exclude_unset=True)
     data.pop("status", None)
     metadata = data.get("metadata", {})
     data["metadata"] = {key: metadata[key] for key in STORED_METADATA if key in metadata}
     return data
 
 
-# ------------------------------------------------------------------ pydantic errors -> one line
+def to_json(resource: Resource) -> str:
+    """A component's stored form: every field (unknown ones too) but the unset optional ones,
+    without resourceVersion (the etcd mod revision is the resource version); the metadata
+    always has its labels and annotations, as the components have always written them."""
+    data = resource.model_dump(exclude_none=True)
+    metadata = data.setdefault("metadata", {})
+    metadata.pop("resourceVersion", None)
+    metadata.setdefault("labels", {})
+    metadata.setdefault("annotations", {})
+    return json.dumps(data, sort_keys=True)
 
-_V1_FIELDS = {"nat-outgoing": "natOutgoing", "ipip": "ipipMode"}  # v1 spellings met in v3 documents
+
+# ------------------------------------------------------------------ pydantic errors -> one line
 
 _SHORT = {
     "missing": "required field is missing",
@@ -963,9 +1151,6 @@ def _first_failure(exc: ValidationError) -> ValidationFailure:
 
 def _message(error: Any, loc: tuple[Any, ...]) -> str:
     kind, ctx = error["type"], error.get("ctx") or {}
-    if kind == "extra_forbidden":
-        v3_name = _V1_FIELDS.get(str(loc[-1])) if loc else None
-        return f"unknown field (a Calico v1 field; v3 has {v3_name})" if v3_name else "unknown field"
     if kind == "literal_error":
         return f"must be {ctx['expected']}, not {error['input']!r}"
     if kind == "greater_than_equal":

@@ -271,7 +271,7 @@ class Agent:
         me = view.nodes(self.cache).get(self.name)
         try:
             address = ensure_tunnel_address(self.ds, self.name, view.pools(self.cache),
-                                            me.metadata.labels if me else {})
+                                            (me.metadata.labels or {}) if me else {})
         except DatastoreUnavailable:
             raise
         except CniError as exc:  # e.g. an exhausted IPIP pool: a problem of IPIP's, routing carries on

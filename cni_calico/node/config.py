@@ -8,7 +8,7 @@ from typing import Literal, Mapping
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .. import logs
-from ..model.resources import DEFAULT_POOL_CIDR
+from ..model.v3 import DEFAULT_POOL_CIDR
 
 # Calico's variable -> our field. Anything else in the environment is ignored.
 ENV_NAMES = {

@@ -20,17 +20,17 @@ from .. import __version__
 from ..datastore import CONFLICT, Conflict, Datastore, retry_on_conflict
 from ..model import keys
 from ..model.keys import cluster_information_key, node_key, pool_key
-from ..model.resources import (
+from ..model.v3 import (
     DEFAULT_POOL_NAME,
     K8S_ORCHESTRATOR,
     ClusterInformation,
     ClusterInformationSpec,
     IPPool,
     IPPoolSpec,
-    Metadata,
     Node,
     NodeBGPSpec,
     NodeSpec,
+    ObjectMeta,
     OrchRef,
     to_json,
 )
@@ -92,7 +92,7 @@ def register_node(ds: Datastore, name: str, address: netaddr.IPNetwork | None, a
             _refuse_duplicate_address(ds, name, address)
         kv = ds.get(node_key(name))
         node = Node.model_validate_json(kv.value) if kv else Node(
-            metadata=Metadata(name=name, creationTimestamp=datetime.now(UTC).isoformat()), spec=NodeSpec())
+            metadata=ObjectMeta(name=name, creationTimestamp=datetime.now(UTC).isoformat()), spec=NodeSpec())
         bgp = node.spec.bgp or NodeBGPSpec()
         if address is not None:
             bgp.ipv4Address = str(address)
@@ -124,7 +124,7 @@ def _refuse_duplicate_address(ds: Datastore, name: str, address: netaddr.IPNetwo
 def ensure_cluster_information(ds: Datastore) -> ClusterInformation:
     """Create `default` with datastoreReady on first start; an existing one is left as it is."""
     key = cluster_information_key()
-    info = ClusterInformation(metadata=Metadata(name="default"),
+    info = ClusterInformation(metadata=ObjectMeta(name="default"),
                               spec=ClusterInformationSpec(clusterGUID=uuid.uuid4().hex, clusterType="bgp,cni",
                                                           calicoVersion=f"v{__version__}", datastoreReady=True))
     if ds.create(key, to_json(info)):
@@ -148,9 +148,10 @@ def ensure_default_pool(ds: Datastore, config: AgentConfig) -> IPPool | None:
         except ValueError:
             continue
     try:
-        pool = IPPool(metadata=Metadata(name=DEFAULT_POOL_NAME, creationTimestamp=datetime.now(UTC).isoformat()),
-                      spec=IPPoolSpec(cidr=config.ipv4pool_cidr, blockSize=config.ipv4pool_block_size,
-                                      ipipMode=config.ipv4pool_ipip, natOutgoing=config.ipv4pool_nat_outgoing))
+        pool = IPPool(metadata=ObjectMeta(name=DEFAULT_POOL_NAME, creationTimestamp=datetime.now(UTC).isoformat()),
+                      spec=IPPoolSpec.model_validate({
+                          "cidr": config.ipv4pool_cidr, "blockSize": config.ipv4pool_block_size,
+                          "ipipMode": config.ipv4pool_ipip, "natOutgoing": config.ipv4pool_nat_outgoing}))
     except ValueError as exc:
         raise StartupError(f"CALICO_IPV4POOL_CIDR/BLOCK_SIZE: {str(exc).splitlines()[-1].strip()}") from None
     if pool.network.version != 4:

@@ -33,7 +33,7 @@ from ...allocation.client import IpamClient, ReleaseOptions
 from ...ctl.semantics import clean_up_node
 from ...datastore import KeyValue, read_modify_write
 from ...model import keys
-from ...model.resources import K8S_ORCHESTRATOR
+from ...model.v3 import K8S_ORCHESTRATOR
 from .. import leaks
 from ..client import NODES, PODS, Resource
 from ..workqueue import FULL

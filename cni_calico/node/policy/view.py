@@ -17,7 +17,6 @@ import logging
 from pydantic import ValidationError
 
 from ...model import keys, v3
-from ...model.resources import WorkloadEndpoint
 from ..cache import Cache
 from ..routing.view import pools
 from .model import NAMESPACE_NAME_LABEL, Endpoint, Policy, PolicyState
@@ -37,12 +36,14 @@ def affects_policy(key: str) -> bool:
 # Every change re-derives the whole state; most documents are the same strings as last time, so
 # their parsed forms are kept (keyed by the stored text).
 @functools.lru_cache(maxsize=16384)
-def _parse_endpoint(value: str) -> WorkloadEndpoint:
-    return WorkloadEndpoint.model_validate_json(value)
+def _parse_endpoint(value: str) -> v3.WorkloadEndpoint:
+    return v3.WorkloadEndpoint.model_validate_json(value)
 
 
 @functools.lru_cache(maxsize=4096)
 def _validate(value: str) -> v3.Resource:
+    # Policies and profiles are read strictly, as calicoctl writes them (with Calico's defaults,
+    # such as a policy's types): what the renderer cannot trust is skipped, not programmed.
     return v3.validate(json.loads(value))
 
 
@@ -81,13 +82,13 @@ def endpoints(cache: Cache, node: str, profile_specs: dict[str, v3.ProfileSpec])
             log.warning("ignoring %s: %s", key, str(exc).splitlines()[0])
             continue
         labels: dict[str, str] = {}
-        for profile in wep.spec.profiles:
+        for profile in wep.spec.profiles or ():
             labels.update((profile_specs[profile].labelsToApply or {}) if profile in profile_specs else {})
-        labels.update(wep.metadata.labels)
+        labels.update(wep.metadata.labels or {})
         namespace = wep.metadata.namespace or "default"
         out.append(Endpoint(key=f"{namespace}/{wep.metadata.name}", namespace=namespace,
-                            iface=wep.spec.interfaceName, addresses=tuple(wep.spec.ipNetworks), labels=labels,
-                            profiles=tuple(wep.spec.profiles), local=wep.spec.node == node))
+                            iface=wep.spec.interfaceName, addresses=tuple(wep.spec.ipNetworks or ()), labels=labels,
+                            profiles=tuple(wep.spec.profiles or ()), local=wep.spec.node == node))
     return out
 
 

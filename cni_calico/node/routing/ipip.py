@@ -16,7 +16,7 @@ from ...allocation.client import IpamClient, Request
 from ...allocation.pools import selects_node
 from ...datastore import Datastore, read_modify_write
 from ...model.keys import node_key
-from ...model.resources import IPPool, Node, to_json
+from ...model.v3 import IPPool, Node, to_json
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import netaddr
 from pydantic import BaseModel, ValidationError
 
 from ...model import keys, selector
-from ...model.resources import DEFAULT_AS, BGPConfiguration, BGPPeer, IPPool, Node
+from ...model.v3 import DEFAULT_AS, BGPConfiguration, BGPPeer, IPPool, Node
 from ..cache import Cache
 from .bird_config import PEER_GLOBAL, PEER_MESH, PEER_NODE, BirdInput, Peer, Pool
 
@@ -93,17 +93,20 @@ def bgp_peers(cache: Cache, me: Node) -> list[Peer]:
         spec = resource.spec
         if spec.node and spec.node != me.name:
             continue
-        if spec.nodeSelector and not selector.matches(spec.nodeSelector, me.metadata.labels):
+        if spec.nodeSelector and not selector.matches(spec.nodeSelector, me.metadata.labels or {}):
             continue
         kind = PEER_NODE if spec.node or spec.nodeSelector else PEER_GLOBAL
         if spec.peerSelector:  # peers are the nodes the selector picks
             for node in all_nodes.values():
                 ip = _ipv4(node)
-                if node.name != me.name and ip and selector.matches(spec.peerSelector, node.metadata.labels):
+                if node.name != me.name and ip and selector.matches(spec.peerSelector, node.metadata.labels or {}):
                     out.append(Peer(ip, node_as(node, fallback), PEER_NODE, resource.metadata.name))
-        else:
+        elif spec.peerIP and spec.asNumber is not None:
             out.append(Peer(spec.peerIP.split(":")[0] if spec.peerIP.count(":") == 1 else spec.peerIP,
                             spec.asNumber, kind, resource.metadata.name))
+        else:
+            log.warning("ignoring BGPPeer %s: it has neither a peerSelector nor a peerIP with an AS number",
+                        resource.metadata.name)
     return out
 
 
@@ -120,7 +123,7 @@ def bird_input(cache: Cache, node_name: str, log_file: str = "") -> BirdInput | 
         as_number=node_as(me, default_as(cache)),
         peers=tuple(bgp_peers(cache, me)),
         pools=tuple(Pool(str(p.network), ipip=p.spec.ipipMode != "Never",
-                         disable_bgp_export=p.spec.disableBGPExport) for p in ipv4_pools),
+                         disable_bgp_export=bool(p.spec.disableBGPExport)) for p in ipv4_pools),
         blocks=tuple(affine_blocks(cache, node_name)),
         log_file=log_file,
     )
