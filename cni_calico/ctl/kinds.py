@@ -101,20 +101,16 @@ class Kind:
     def encode(self, stored: Row) -> str:
         """The value written to etcd for a stored-form resource."""
         if self.name == "IPAMConfiguration":
-            spec = stored.get("spec", {})
-            return json.dumps({"strict_affinity": spec.get("strictAffinity", False),
-                               "auto_allocate_blocks": spec.get("autoAllocateBlocks", True),
-                               "maxBlocksPerHost": spec.get("maxBlocksPerHost", 0)})
+            return v3.IPAMConfigurationSpec.model_validate(stored.get("spec", {})).ipam_json()
         return json.dumps(stored, sort_keys=True)
 
     def decode(self, value: str) -> Row:
         """A stored value as `get` shows it (and as a write compares against)."""
         data: Row = json.loads(value)
         if self.name == "IPAMConfiguration":
-            return {"apiVersion": "projectcalico.org/v3", "kind": self.name, "metadata": {"name": "default"},
-                    "spec": {"strictAffinity": bool(data.get("strict_affinity", False)),
-                             "maxBlocksPerHost": int(data.get("maxBlocksPerHost", 0) or 0),
-                             "autoAllocateBlocks": bool(data.get("auto_allocate_blocks", True))}}
+            spec = v3.IPAMConfigurationSpec.from_ipam_json(value)
+            return {"apiVersion": v3.API_VERSION, "kind": self.name, "metadata": {"name": "default"},
+                    "spec": spec.model_dump(include=set(v3.IPAMConfigurationSpec.model_fields))}
         if self.name == "IPPool" and isinstance(data.get("spec"), dict):
             data["spec"] = v3.pool_read_defaults(data["spec"])  # as Calico reads a pool
         return data
