@@ -22,11 +22,13 @@ from typing import Callable, Sequence
 
 from ..allocation.block import AllocationBlock
 from ..datastore import EtcdDatastore
+from ..errors import CniError
 from ..model import keys
 from . import kube_demo
 from .cluster import REPO, Cluster, Host
 from .etcd import PrivateEtcd
 from .hosts import sh
+from .k8s.errors import ApiError
 
 POOL_FILE = REPO / "examples" / "calico-pool.yaml"  # the seed's pool, 10.100.0.0/16
 PREFIX = "ccdemo"
@@ -242,8 +244,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return run(args.hosts, args.pods)
-    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
-        print(f"demo failed: {exc}", file=sys.stderr)
+    except (RuntimeError, OSError, subprocess.SubprocessError, CniError, ApiError, ValueError) as exc:
+        print(f"demo failed: {exc}", file=sys.stderr)  # everything it made is gone already (run's finally)
         return 1
     except KeyboardInterrupt:
         print("interrupted: cleaned up", file=sys.stderr)
