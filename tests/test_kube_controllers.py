@@ -20,7 +20,7 @@ import pytest
 
 from cni_calico.allocation.audit import allocations_of
 from cni_calico.allocation.block import AllocationBlock
-from cni_calico.allocation.client import IpamClient, Request
+from cni_calico.allocation.client import IpamClient, ReleaseOptions, Request
 from cni_calico.ctl import ipam as ctl_ipam
 from cni_calico.datastore import EtcdDatastore
 from cni_calico.kube import client as kube_client
@@ -607,6 +607,32 @@ def test_allocations_of_a_node_no_calico_node_stands_for_are_collected(
     IpamClient(etcd_store, "bare-metal").release_handle("net.c1")  # (no endpoint: ipam check would name it)
     report = ipam_check(etcd_store)
     assert "Check complete; found 0 problems." in report, report
+
+
+def test_a_spare_empty_block_of_a_live_node_goes_back_after_the_grace_period(
+        api: K8sApiServer, controllers: Controllers, etcd_store: EtcdDatastore) -> None:
+    """Calico's empty-block collection: an empty block goes when its node keeps another block with
+    room; a node's last block, or one whose siblings are (nearly) full, stays."""
+    admin.create_pool(etcd_store, "pool", POOL, blockSize=29)
+    for index, name in enumerate(("node1", "node2"), start=1):
+        calico_node(etcd_store, name, f"192.0.2.{10 + index}")
+        api.create(k8s_node(name))
+    one = IpamClient(etcd_store, "node1")
+    first = one.auto_assign(Request("h-a", {"node": "node1"}, num_v4=8))  # fills a /29
+    one.auto_assign(Request("h-b", {"node": "node1"}))  # a second block
+    assert len(etcd_store.list(keys.affinity_prefix("node1", 4))) == 2
+    one.release_handle("h-b")  # the second block is empty, but the first is full: still needed
+    two = IpamClient(etcd_store, "node2")
+    two.auto_assign(Request("h-c", {"node": "node2"}))
+    two.release_handle("h-c")  # node2's only block, empty: kept
+    controllers.start(("node",), period=0.2, grace=1.0)
+    assert stays(lambda: len(etcd_store.list(keys.affinity_prefix("node1", 4))) == 2, 2.0)
+    one.release_addresses([ReleaseOptions(a.ip) for a in first[:3]])  # 3 free in the first block now
+    began = time.monotonic()
+    eventually(lambda: len(etcd_store.list(keys.affinity_prefix("node1", 4))) == 1, within=10)
+    assert time.monotonic() - began >= 1.0
+    assert [str(n.ip) for n in one.addresses_of("h-a")] == [str(a.ip) for a in first[3:]]
+    assert len(etcd_store.list(keys.affinity_prefix("node2", 4))) == 1
 
 
 def on_node(ds: EtcdDatastore, node: str) -> dict[str, list[str]]:

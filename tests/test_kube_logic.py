@@ -14,7 +14,7 @@ from cni_calico.ctl import k8s_convert
 from cni_calico.datastore import KeyValue, MemoryDatastore
 from cni_calico.kube import config, desired, leaks, reconcile
 from cni_calico.kube.controllers.node import kubernetes_node_name, with_orch_ref
-from cni_calico.kube.leaks import PodSeen
+from cni_calico.kube.leaks import BlockSeen, PodSeen
 from cni_calico.kube.workqueue import FULL, WorkQueue
 from cni_calico.model import v3
 
@@ -288,6 +288,27 @@ def test_grace_period() -> None:
     reused = allocation("10.0.0.2", "n", "net.c2", pod="q", sequence=1)  # released and handed out again
     assert tracker.confirmed([reused], now=116) == []
     assert leaks.GraceTracker(grace=0).confirmed([a], now=1e9) == []  # 0: never
+
+
+def test_spare_blocks_are_chosen_as_calico_chooses_them() -> None:
+    def block(cidr: str, node: str, in_use: int, free: int) -> BlockSeen:
+        return BlockSeen(cidr, node, in_use, free)
+
+    only = block("10.0.0.0/29", "alone", 0, 8)  # a node's last block stays
+    busy, spare = block("10.0.1.0/29", "n1", 5, 3), block("10.0.1.8/29", "n1", 0, 8)
+    full, kept = block("10.0.2.0/29", "n2", 7, 1), block("10.0.2.8/29", "n2", 0, 8)  # 1 free elsewhere: needed
+    e1, e2 = block("10.0.3.0/29", "n3", 0, 8), block("10.0.3.8/29", "n3", 0, 8)  # two empty: one goes
+    assert leaks.spare_blocks([only, busy, spare, full, kept, e1, e2]) == [spare, e1]
+
+
+def test_a_spare_block_goes_after_the_grace_period() -> None:
+    tracker = leaks.EmptyBlockTracker(grace=10)
+    spare = BlockSeen("10.0.1.8/29", "n1", 0, 8)
+    assert tracker.confirmed([spare], now=100) == []
+    assert tracker.confirmed([spare], now=110) == [spare]
+    assert tracker.confirmed([], now=111) == []  # used again: starts over
+    assert tracker.confirmed([spare], now=115) == []
+    assert leaks.EmptyBlockTracker(grace=0).confirmed([spare], now=1e9) == []
 
 
 # ------------------------------------------------------------------ work queue

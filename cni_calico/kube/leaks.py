@@ -137,3 +137,48 @@ class GraceTracker:
 
     def __len__(self) -> int:
         return len(self._since)
+
+
+@dataclass(frozen=True)
+class BlockSeen:
+    """What the empty-block judgement needs of a block."""
+
+    cidr: str
+    node: str  # the node it is affine to
+    in_use: int
+    free: int
+
+
+def spare_blocks(blocks: Iterable[BlockSeen]) -> list[BlockSeen]:
+    """Empty blocks a node can give back, as Calico's collector chooses them: the node keeps
+    another affine block, and its other blocks have at least 3 free addresses between them (else
+    its next pod would claim a block again). Chosen one after another, each choice leaving the
+    rest, so a node never gives up its last block."""
+    by_node: dict[str, list[BlockSeen]] = {}
+    for block in blocks:
+        by_node.setdefault(block.node, []).append(block)
+    chosen = []
+    for node_blocks in by_node.values():
+        kept = list(node_blocks)
+        for block in node_blocks:
+            others = [b for b in kept if b is not block]
+            if block.in_use == 0 and others and sum(b.free for b in others) >= 3:
+                chosen.append(block)
+                kept.remove(block)
+    return chosen
+
+
+class EmptyBlockTracker:
+    """Spare blocks seen spare continuously for the grace period may go (Calico's
+    blockReleaseTracker); one that is used again starts over. A grace of 0 keeps every block."""
+
+    def __init__(self, grace: float) -> None:
+        self.grace = grace
+        self._since: dict[str, float] = {}
+
+    def confirmed(self, spare: Iterable[BlockSeen], now: float) -> list[BlockSeen]:
+        if self.grace <= 0:
+            return []
+        current = {b.cidr: b for b in spare}
+        self._since = {cidr: self._since.get(cidr, now) for cidr in current}
+        return [b for cidr, b in current.items() if now - self._since[cidr] >= self.grace]

@@ -15,7 +15,9 @@ does (ctl/semantics.clean_up_node: its endpoints, their addresses, its tunnel ad
 blocks and affinities), then the Calico Node is deleted. An allocation that still has an owner (a
 pod bound to the node, or one no pod claims) holds the clean-up back until a later pass. Every
 release names the allocation's handle and sequence number, so an address handed out again
-meanwhile is not freed (Calico's ReleaseOptions).
+meanwhile is not freed (Calico's ReleaseOptions). An empty block of a remaining node that stays
+spare for the grace period (the node keeps another block with room) goes back to the pool, as
+Calico's empty-block collection does (leaks.spare_blocks).
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ class NodeController(Controller):
     def __init__(self, context: Context) -> None:
         super().__init__(context)
         self.grace = leaks.GraceTracker(context.leak_grace_period)
+        self.empty_blocks = leaks.EmptyBlockTracker(context.leak_grace_period)
         self._known_nodes: set[str] = set()
         self._held: dict[str, int] = {}  # gone node -> allocations holding it (logged when it changes)
         # A node has gone and its clean-up may wait for its pods: their deletions are worth a pass.
@@ -96,10 +99,12 @@ class NodeController(Controller):
         backed = {name: k8s for name, (_, k8s) in calico_nodes.items() if k8s is not None}
         gone = {name for name, k8s in backed.items() if k8s not in kubernetes_nodes and self._confirmed_gone(name, k8s)}
         live = set(backed) - gone
-        allocations = self._allocations()
-        # Allocations of a node no Calico Node stands for (deleted by hand, say): its Kubernetes
-        # name is unknown, and it is judged gone, as Calico does.
-        nameless = {a.node for a in allocations if a.node and a.node not in calico_nodes}
+        blocks = self._blocks()
+        allocations = [a for block in blocks for a in allocations_of(block)]
+        # Allocations or blocks of a node no Calico Node stands for (deleted by hand, say): its
+        # Kubernetes name is unknown, and it is judged gone, as Calico does.
+        nameless = {a.node for a in allocations if a.node and a.node not in calico_nodes} | {
+            b.host for b in blocks if b.host and b.host not in calico_nodes}
         names = {**backed, **dict.fromkeys(nameless, "")}
         judgement = leaks.judge(allocations, live, gone | nameless, self._pods(), names)
         self.context.metrics.set("ipam_allocations_gc_candidates", len(judgement.candidates))
@@ -112,6 +117,7 @@ class NodeController(Controller):
             else:
                 self._remove_node(name, calico_nodes[name][0] if name in calico_nodes else None)
         self._clean_up_pending = bool(judgement.holding)
+        self._release_spare_blocks(blocks, gone | nameless)
 
     # ---- reading
 
@@ -151,12 +157,12 @@ class NodeController(Controller):
         read_modify_write(self.ds, key, change, f"linking node {name} to Kubernetes")
         log.info("node: Calico node %s is Kubernetes node %s (orchRefs written)", name, name)
 
-    def _allocations(self) -> list[Allocation]:
+    def _blocks(self) -> list[AllocationBlock]:
         found = []
         for version in (4, 6):
             for kv in self.ds.list(keys.block_prefix(version)):
                 try:
-                    found += allocations_of(AllocationBlock.from_json(kv.value))
+                    found.append(AllocationBlock.from_json(kv.value))
                 except ValueError as exc:
                     log.warning("node: ignoring block %s: %s", kv.key, exc)
         return found
@@ -188,6 +194,18 @@ class NodeController(Controller):
         if skipped:
             log.info("node: %d allocation(s) changed meanwhile and were left: %s", len(skipped),
                      ", ".join(map(str, skipped)))
+
+    def _release_spare_blocks(self, blocks: list[AllocationBlock], removed: set[str]) -> None:
+        """Empty blocks of the remaining nodes that stayed spare for the grace period go back to
+        the pool (Calico's empty-block collection); a block used meanwhile is kept by the CAS."""
+        seen = [leaks.BlockSeen(str(b.network), b.host, b.in_use, b.free) for b in blocks
+                if b.host and b.host not in removed]
+        for block in self.empty_blocks.confirmed(leaks.spare_blocks(seen), time.monotonic()):
+            why = IpamClient(self.ds, block.node).release_block_if_empty(netaddr.IPNetwork(block.cidr))
+            if why is None:
+                log.info("node: released empty block %s of %s (spare for the grace period)", block.cidr, block.node)
+            else:
+                log.info("node: kept block %s of %s: %s", block.cidr, block.node, why)
 
     def _report_held(self, name: str, holding: list[Allocation]) -> None:
         if self._held.get(name) != len(holding):
