@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import subprocess
-import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -114,17 +113,9 @@ class Attachment:
         return handle_id(self.conf.name, self.args.container_id)
 
 
-_BACKGROUND: list[ThreadPoolExecutor] = []
-_BACKGROUND_MADE = threading.Lock()
-
-
-def _background() -> ThreadPoolExecutor:
-    """The process's threads for the etcd work that overlaps an ADD's or DEL's netlink work (made
-    as needed, shared by every plugin instance and call)."""
-    with _BACKGROUND_MADE:
-        if not _BACKGROUND:
-            _BACKGROUND.append(ThreadPoolExecutor(max_workers=32, thread_name_prefix="cni-background"))
-        return _BACKGROUND[0]
+# The process's threads for the etcd work that overlaps an ADD's or DEL's netlink work, shared by
+# every plugin instance and call (threads are made at the first submit, not here).
+_BACKGROUND = ThreadPoolExecutor(max_workers=32, thread_name_prefix="cni-background")
 
 
 class CalicoPlugin:
@@ -141,7 +132,7 @@ class CalicoPlugin:
 
     @staticmethod
     def _in_background(work: Callable[[], T]) -> Future[T]:
-        return _background().submit(logs.in_this_call(work))  # its log lines name the call too
+        return _BACKGROUND.submit(logs.in_this_call(work))  # its log lines name the call too
 
     @staticmethod
     def _attachment(args: CmdArgs) -> Attachment:
